@@ -1,0 +1,49 @@
+"""Helpers the generated PyTorch code calls: shape moves that need the batch dims.
+
+Generated code carries any number of leading batch dims; these helpers know
+only the declared rank of their operand and count dims from the right.
+"""
+from __future__ import annotations
+
+import torch
+
+
+def align(a, rank: int, out_rank: int):
+    """Insert unit dims after the batch dims so a rank-`rank` operand broadcasts to `out_rank`."""
+    if not isinstance(a, torch.Tensor) or rank == out_rank:
+        return a
+    index = (Ellipsis,) + (None,) * (out_rank - rank) + (slice(None),) * rank
+    return a[index]
+
+
+def broadcast_to(a, rank: int, shape: tuple, like: torch.Tensor):
+    """Broadcast a rank-`rank` operand to the declared `shape`, keeping its batch dims."""
+    if not isinstance(a, torch.Tensor):
+        return torch.full(shape, float(a), dtype=like.dtype, device=like.device)
+    a = align(a, rank, len(shape))
+    batch = a.shape[: a.dim() - len(shape)]
+    return a.expand(*batch, *shape)
+
+
+def sum_to(a, rank: int, shape: tuple):
+    """Sum a rank-`rank` operand down to the declared `shape` (the adjoint of broadcasting)."""
+    lead = rank - len(shape)
+    if lead:
+        a = a.sum(dim=tuple(range(-rank, -rank + lead)))
+    keep = [-len(shape) + i for i, d in enumerate(shape) if d == 1 and a.shape[-len(shape) + i] != 1]
+    if keep:
+        a = a.sum(dim=tuple(keep), keepdim=True)
+    return a
+
+
+def full(shape: tuple, value: float, like: torch.Tensor):
+    return torch.full(shape, value, dtype=like.dtype, device=like.device)
+
+
+def eye(n: int, like: torch.Tensor):
+    return torch.eye(n, dtype=like.dtype, device=like.device)
+
+
+def mask(cond, like):
+    """A 0/1 tensor of `like`'s dtype."""
+    return cond.to(like.dtype) if isinstance(like, torch.Tensor) else cond.to(torch.get_default_dtype())

@@ -1,0 +1,1 @@
+"""The `.opt` grammar, shipped as `optlang.grammar` (see pyproject's package-dir)."""

@@ -1,0 +1,74 @@
+"""Errors that carry a source position and render as `file:line:col` with a caret."""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+
+@dataclass(frozen=True)
+class Source:
+    """The text of one `.opt` file and the name it is reported under."""
+
+    name: str
+    text: str
+
+    def line(self, lineno: int) -> str:
+        lines = self.text.splitlines()
+        return lines[lineno - 1] if 1 <= lineno <= len(lines) else ""
+
+
+@dataclass(frozen=True)
+class Span:
+    """A 1-based region of a source: from (line, col) up to (end_line, end_col), end exclusive."""
+
+    line: int
+    col: int
+    end_line: int
+    end_col: int
+    source: Source | None = field(default=None, compare=False, hash=False, repr=False)
+
+    def __repr__(self) -> str:
+        return f"{self.line}:{self.col}-{self.end_line}:{self.end_col}"
+
+    def join(self, other: "Span") -> "Span":
+        """The smallest span covering both."""
+        start = min((self.line, self.col), (other.line, other.col))
+        end = max((self.end_line, self.end_col), (other.end_line, other.end_col))
+        return Span(start[0], start[1], end[0], end[1], self.source or other.source)
+
+
+class OptError(Exception):
+    """A problem in the user's `.opt` file, found at compile time."""
+
+    def __init__(self, message: str, span: Span | None = None, detail: str = ""):
+        self.message = message
+        self.span = span
+        self.detail = detail
+        super().__init__(self.render())
+
+    def render(self) -> str:
+        span = self.span
+        if span is None or span.source is None:
+            head = f"error: {self.message}"
+            return head + (f"\n{self.detail}" if self.detail else "")
+        src = span.source
+        text = src.line(span.line)
+        if span.end_line == span.line:
+            width = max(1, span.end_col - span.col)
+        else:
+            width = max(1, len(text) - span.col + 1)
+        parts = [
+            f"{src.name}:{span.line}:{span.col}: error: {self.message}",
+            f"  {text}",
+            "  " + " " * (span.col - 1) + "^" * width,
+        ]
+        if self.detail:
+            parts.append(self.detail)
+        return "\n".join(parts)
+
+
+class NotSupportedError(OptError):
+    """A construct of the language that this version cannot solve yet."""
+
+
+class CallError(ValueError):
+    """Bad arguments at call time: missing, extra, misshapen or out-of-domain parameters."""

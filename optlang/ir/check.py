@@ -1,0 +1,165 @@
+"""Checks on declarations, options, constraints and the statement's shape."""
+from __future__ import annotations
+
+from optlang.errors import OptError
+from optlang.ir import algebra as A
+from optlang.ir import shapes
+from optlang.ir.nodes import ConstraintInfo, Input
+from optlang.ir.walk import inputs_of
+from optlang.syntax import ast
+
+SOLVERS = ("auto", "newton", "pgd", "fista", "ipm", "admm", "anderson")
+BACKWARDS = ("auto", "direct", "cg", "gmres", "neumann", "unroll")
+OPTION_KINDS = {"solver": str, "backward": str, "tol": float, "max_iter": int}
+
+
+def check_declarations(program: ast.Program, dims, params, vars_) -> None:
+    """Declarations are well formed: a var exists, dims positive, domains sensible."""
+    if not vars_:
+        raise OptError(
+            "the problem declares no var",
+            program.statement.span,
+            "declare what to solve for with `var NAME[shape]`",
+        )
+    for decl in program.decls:
+        if isinstance(decl, ast.DimDecl) and decl.value is not None and decl.value < 1:
+            raise OptError(f"dim '{decl.name.id}' must be a positive integer, found {decl.value}", decl.span, "")
+        if isinstance(decl, ast.ParamDecl):
+            _check_attrs(decl)
+
+
+def _check_attrs(decl: ast.ParamDecl) -> None:
+    seen = {}
+    for attr in decl.attrs:
+        key = "flag:" + attr.flag if isinstance(attr, ast.FlagAttr) else "range"
+        if key in seen:
+            raise OptError(
+                f"'{decl.name.id}' has two {'range' if key == 'range' else attr.flag} attributes",
+                attr.span,
+                "give each parameter at most one sign or interval attribute" if key == "range" else "drop the repeat",
+            )
+        seen[key] = attr
+        if isinstance(attr, ast.IntervalAttr) and not attr.lo < attr.hi:
+            raise OptError(
+                f"the interval of '{decl.name.id}' is empty",
+                attr.span,
+                f"expected lo < hi, found lo = {attr.lo:g} and hi = {attr.hi:g}",
+            )
+        if isinstance(attr, ast.FlagAttr) and (len(decl.shape) != 2 or _entry(decl.shape[0]) != _entry(decl.shape[1])):
+            raise OptError(
+                f"'{attr.flag}' needs a square matrix",
+                attr.span,
+                f"'{decl.name.id}' is declared {_shape_text(decl.shape)}; declare it [n, n]",
+            )
+
+
+def _entry(e):
+    return e.id if isinstance(e, ast.Name) else e.value
+
+
+def _shape_text(shape) -> str:
+    return "a scalar" if not shape else "[" + ", ".join(str(_entry(e)).removesuffix(".0") for e in shape) + "]"
+
+
+def check_options(items) -> tuple:
+    """Validate the options block into sorted (key, value, span) triples."""
+    out = {}
+    for item in items:
+        key = item.key.id
+        if key not in OPTION_KINDS:
+            raise OptError(f"unknown option '{key}'", item.key.span, "the options are " + ", ".join(sorted(OPTION_KINDS)))
+        if key in out:
+            raise OptError(f"option '{key}' is set twice", item.key.span, "keep one")
+        out[key] = (key, option_value(key, item.value, item.value_span), item.span)
+    return tuple(out[k] for k in sorted(out))
+
+
+def option_value(key: str, value, span=None):
+    """Check one option's value (also used for per-call overrides, with span None)."""
+    kind = OPTION_KINDS[key]
+    allowed = {"solver": SOLVERS, "backward": BACKWARDS}.get(key)
+    if allowed is not None:
+        if not isinstance(value, str) or value not in allowed:
+            raise OptError(f"option {key} must be one of " + ", ".join(f'"{a}"' for a in allowed), span, f"found {value!r}")
+        return value
+    if isinstance(value, str) or isinstance(value, bool):
+        raise OptError(f"option {key} must be a number", span, f"found {value!r}")
+    if kind is int:
+        if float(value) != int(value) or value < 1:
+            raise OptError(f"option {key} must be a positive integer", span, f"found {value!r}")
+        return int(value)
+    if not value > 0:
+        raise OptError(f"option {key} must be positive", span, f"found {value!r}")
+    return float(value)
+
+
+def classify_constraint(label, con: ast.Constraint, parts, normalized) -> list:
+    """Tag each normalized constraint: bound, linear_eq, linear_ineq or other."""
+    out = []
+    var_sides = [p for p in parts if isinstance(p, Input) and p.role == "var"]
+    is_bound = (
+        len(var_sides) == 1
+        and all(not _has_var(p) for p in parts if p is not var_sides[0])
+        and all(shapes.broadcast(p.shape, var_sides[0].shape) == var_sides[0].shape for p in parts)
+    )
+    for i, (kind, g) in enumerate(normalized):
+        if not _has_var(g):
+            raise OptError("this constraint does not involve any var", con.span, "constraints restrict vars; check the names")
+        if is_bound and kind == "ineq":
+            var = var_sides[0]
+            a, b, op = parts[i], parts[i + 1], con.ops[i]
+            lower_side, upper_side = (a, b) if op == "<=" else (b, a)
+            if lower_side is var:
+                out.append(ConstraintInfo(label, kind, g, "bound", var.name, None, upper_side, span=con.span))
+            else:
+                out.append(ConstraintInfo(label, kind, g, "bound", var.name, lower_side, None, span=con.span))
+            continue
+        cls = ("linear_" + kind) if is_affine(g) else "other"
+        out.append(ConstraintInfo(label, kind, g, cls, span=con.span))
+    return out
+
+
+def _has_var(e) -> bool:
+    return any(i.role == "var" for i in inputs_of(e))
+
+
+def is_affine(e) -> bool:
+    """True if `e` is affine in the vars: its derivative in the vars has no var in it."""
+    from optlang.passes.derivatives import jvp
+
+    tangents = {i.name: Input("tangent", i.name, i.shape) for i in inputs_of(e) if i.role == "var"}
+    return not _has_var(jvp(e, tangents))
+
+
+def check_statement_shape(problem, stmt) -> None:
+    """The objective is scalar; a root has the vars' total size; a fixed point the var's shape."""
+    span = getattr(stmt, "expr").span if hasattr(stmt, "expr") else stmt.span
+    e = problem.expr
+    if problem.statement in ("minimize", "maximize") and e.shape != ():
+        raise OptError(
+            f"the objective of {problem.statement} must be a scalar",
+            span,
+            f"found {shapes.fmt(e.shape)}; reduce it, e.g. with sum(...) or sumsq(...)",
+        )
+    if problem.statement == "root":
+        want = [v.shape for v in problem.vars]
+        if len(problem.vars) == 1 and e.shape != want[0]:
+            raise OptError(
+                "root needs an expression with the shape of the var",
+                span,
+                f"the var '{problem.vars[0].name}' is {shapes.fmt(want[0])} but the expression is {shapes.fmt(e.shape)}",
+            )
+    if problem.statement == "fixed_point":
+        var = problem.var(problem.fixed_var)
+        if e.shape != var.shape:
+            raise OptError(
+                "the map of a fixed point must have the shape of its var",
+                span,
+                f"'{var.name}' is {shapes.fmt(var.shape)} but the right side is {shapes.fmt(e.shape)}",
+            )
+    if not any(i.role == "var" for i in inputs_of(e)) and problem.statement != "fixed_point":
+        raise OptError(
+            f"the {problem.statement} expression does not involve any var",
+            span,
+            "it must depend on the declared var(s): " + ", ".join(v.name for v in problem.vars),
+        )

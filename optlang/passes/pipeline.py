@@ -1,0 +1,54 @@
+"""The passes in order, from source text to Plan, with each stage available for printing.
+
+    parse -> build (names, shapes) -> normalize -> classify -> derive_conditions
+          -> derive_functions -> select -> lower
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from optlang.ir.build import build
+from optlang.passes.classify import classify
+from optlang.passes.conditions import derive_conditions
+from optlang.passes.functions import Functions, derive_functions
+from optlang.passes.lower import lower_function
+from optlang.passes.normalize import normalize
+from optlang.passes.select import select
+from optlang.plan import Plan
+from optlang.syntax.parser import parse
+
+
+@dataclass(frozen=True)
+class Stages:
+    """The output of every stage, for the CLI and for tests."""
+
+    program: object
+    problem: object
+    functions: Functions
+    plan: Plan
+
+
+def check_source(text: str, name: str = "<string>"):
+    """Parse and type-check only (what `optlang check` and `optlang ir` need)."""
+    return build(parse(text, name))
+
+
+def run(text: str, name: str = "<string>") -> Stages:
+    """Run every pass; raises OptError (with file:line:col) on the first problem."""
+    program = parse(text, name)
+    problem = build(program)
+    fns = derive_functions(derive_conditions(classify(normalize(problem))))
+    choices = select(fns)
+    var = problem.vars[0]
+    plan = Plan(
+        problem=problem.name,
+        source_name=name,
+        kind=fns.conditions.kind,
+        var=var,
+        params=problem.params,
+        dims=problem.dims,
+        functions=tuple(lower_function(spec) for spec in fns.functions),
+        options=tuple((k, v) for k, v, _ in problem.options),
+        choices=choices,
+    )
+    return Stages(program, problem, fns, plan)

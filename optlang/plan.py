@@ -1,0 +1,71 @@
+"""The Plan: what a backend prints. Straight-line SSA functions plus solver choices.
+
+A Plan decides all the math; backends only spell its ops in their language.
+Ops (`Op.prim`), with operand names in `args` and the declared result shape:
+  const(value)  dim(name)  fill(value)  eye                  leaves
+  <elementwise primitive name>                               NumPy broadcasting
+  matmul  transpose  broadcast  sum_to  expand_dims(axis)    structure
+  reduce(op, axis)                                           op in sum, logsumexp, norm1, norm2, ...
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+
+@dataclass(frozen=True)
+class Op:
+    out: str
+    prim: str
+    args: tuple
+    attrs: tuple
+    shape: tuple
+    note: str = ""  # where in the .opt file this op comes from, if anywhere
+
+
+@dataclass(frozen=True)
+class Arg:
+    """A function argument: `name` is the generated identifier (x_w, p_X, v_w, u_w)."""
+
+    name: str
+    role: str  # "var" | "param" | "tangent" | "cotangent"
+    source_name: str
+    shape: tuple
+
+
+@dataclass(frozen=True)
+class Function:
+    name: str
+    args: tuple  # Arg
+    ops: tuple  # Op
+    outputs: tuple  # ((key, ssa name), ...)
+    doc: str
+
+    def shape_of(self, name: str) -> tuple:
+        for a in self.args:
+            if a.name == name:
+                return a.shape
+        for op in self.ops:
+            if op.out == name:
+                return op.shape
+        raise KeyError(name)
+
+
+@dataclass(frozen=True)
+class Plan:
+    """Everything a backend and the runtime need to build a layer."""
+
+    problem: str
+    source_name: str
+    kind: str  # "smooth" | "bounds" | "root"
+    var: object  # nodes.VarInfo
+    params: tuple  # nodes.ParamInfo
+    dims: tuple  # nodes.DimInfo
+    functions: tuple  # Function
+    options: tuple  # ((key, value), ...): solver, backward, tol, max_iter as declared
+    choices: tuple = field(default=())  # ((what, choice, why), ...) from `select`
+
+    def function(self, name: str) -> Function | None:
+        return next((f for f in self.functions if f.name == name), None)
+
+    def option(self, key: str, default=None):
+        return dict(self.options).get(key, default)

@@ -1,0 +1,144 @@
+"""Call-time argument binding: names, dtypes, shapes, dims, batch dims and domains.
+
+Every error names the parameter and says what was expected.
+"""
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import torch
+
+from optlang.errors import CallError
+from optlang.ir.shapes import fmt
+
+
+def to_tensors(plan, kwargs: dict) -> dict:
+    """Check names and convert every parameter to a floating tensor of one dtype and device."""
+    names = [p.name for p in plan.params]
+    missing = [n for n in names if n not in kwargs]
+    extra = sorted(k for k in kwargs if k not in names)
+    if extra:
+        raise CallError(
+            f"unexpected parameter {', '.join(repr(e) for e in extra)} for problem '{plan.problem}'; "
+            f"its parameters are {', '.join(names) or '(none)'}"
+        )
+    if missing:
+        raise CallError(
+            f"missing parameter {', '.join(repr(m) for m in missing)} for problem '{plan.problem}'; "
+            f"pass every parameter by name: {', '.join(names)}"
+        )
+    raw = {}
+    for name in names:
+        value = kwargs[name]
+        if isinstance(value, torch.Tensor):
+            raw[name] = value
+        elif isinstance(value, (int, float, np.ndarray, np.number, list, tuple)) and not isinstance(value, bool):
+            try:
+                raw[name] = torch.as_tensor(np.asarray(value, dtype=np.float64))
+            except (TypeError, ValueError) as exc:
+                raise CallError(f"parameter '{name}': cannot convert to a tensor ({exc})") from None
+        else:
+            raise CallError(f"parameter '{name}': expected a tensor or a number, found {type(value).__name__}")
+    dtype, device = _common_dtype_device(raw, kwargs)
+    out = {}
+    for name, t in raw.items():
+        if t.is_complex():
+            raise CallError(f"parameter '{name}': complex tensors are not supported")
+        out[name] = t.to(device=device, dtype=dtype)
+    return out
+
+
+def _common_dtype_device(raw: dict, kwargs: dict):
+    floats = [t for n, t in raw.items() if isinstance(kwargs[n], torch.Tensor) and t.is_floating_point()]
+    dtype = torch.get_default_dtype()
+    if floats:
+        dtype = max((t.dtype for t in floats), key=lambda d: torch.finfo(d).bits)
+    if dtype not in (torch.float32, torch.float64):
+        dtype = torch.float32
+    devices = {t.device for n, t in raw.items() if isinstance(kwargs[n], torch.Tensor)}
+    if len(devices) > 1:
+        listing = ", ".join(f"{n} on {t.device}" for n, t in raw.items() if isinstance(kwargs[n], torch.Tensor))
+        raise CallError(f"parameters are on different devices ({listing}); move them to one device")
+    device = devices.pop() if devices else torch.device("cpu")
+    return dtype, device
+
+
+def bind_dims(plan, params: dict) -> tuple[dict, tuple]:
+    """Bind the named dims from the parameters' trailing shapes; return (dims, batch shape)."""
+    dims = {d.name: d.value for d in plan.dims if d.value is not None}
+    origin = {d.name: "its declaration" for d in plan.dims if d.value is not None}
+    batch_shapes = []
+    for p in plan.params:
+        t = params[p.name]
+        rank = len(p.shape)
+        if t.dim() < rank:
+            raise CallError(
+                f"parameter '{p.name}': expected {fmt(p.shape)} (with optional leading batch dims), "
+                f"found a tensor of shape {tuple(t.shape)}"
+            )
+        trailing = tuple(t.shape[t.dim() - rank:])
+        for want, got in zip(p.shape, trailing):
+            if isinstance(want, int):
+                if got != want:
+                    raise CallError(f"parameter '{p.name}': expected {fmt(p.shape)}, found trailing shape {trailing}")
+            elif want in dims:
+                if got != dims[want]:
+                    raise CallError(
+                        f"parameter '{p.name}': dim {want} is {dims[want]} (from {origin[want]}) "
+                        f"but {got} here; expected {fmt(p.shape)}, found trailing shape {trailing}"
+                    )
+            else:
+                dims[want] = got
+                origin[want] = f"parameter '{p.name}'"
+        batch_shapes.append((p.name, tuple(t.shape[: t.dim() - rank])))
+    for d in plan.dims:
+        if d.name not in dims:
+            dims[d.name] = None
+    try:
+        batch = torch.broadcast_shapes(*(s for _, s in batch_shapes)) if batch_shapes else ()
+    except RuntimeError:
+        listing = ", ".join(f"'{n}' {s}" for n, s in batch_shapes)
+        raise CallError(f"the parameters' batch dims do not broadcast: {listing}") from None
+    return dims, tuple(batch)
+
+
+def check_domains(plan, params: dict) -> None:
+    """Check each parameter's declared domain (`> 0`, `in [lo, hi)`, `psd`, `symmetric`)."""
+    for p in plan.params:
+        t = params[p.name].detach()
+        d = p.domain
+        if not torch.isfinite(t).all():
+            raise CallError(f"parameter '{p.name}': contains NaN or infinite values")
+        if d.lo is not None:
+            bad = t < d.lo if d.lo_closed else t <= d.lo
+            _report(p, t, bad, d)
+        if d.hi is not None:
+            bad = t > d.hi if d.hi_closed else t >= d.hi
+            _report(p, t, bad, d)
+        if d.psd or d.symmetric:
+            sym_err = (t - t.transpose(-1, -2)).abs().amax() if t.numel() else 0.0
+            tol = 1e-6 if t.dtype == torch.float32 else 1e-10
+            scale = max(1.0, float(t.abs().amax())) if t.numel() else 1.0
+            if float(sym_err) > tol * scale:
+                raise CallError(
+                    f"parameter '{p.name}': must be {'psd' if d.psd else 'symmetric'} but is not symmetric "
+                    f"(max |{p.name} - {p.name}'| = {float(sym_err):.3g})"
+                )
+            if d.psd and t.numel():
+                diag = torch.diagonal(t, dim1=-2, dim2=-1)
+                if bool((diag < 0).any()):
+                    raise CallError(f"parameter '{p.name}': must be psd but has a negative diagonal entry "
+                                    f"({float(diag.min()):.6g})")
+
+
+def _report(p, t, bad, d) -> None:
+    if bool(bad.any()):
+        idx = tuple(int(i) for i in bad.nonzero()[0])
+        value = float(t[idx]) if idx else float(t)
+        where = f" at index {idx}" if idx else ""
+        raise CallError(f"parameter '{p.name}': must be {d.describe()}, found {_num(value)}{where}")
+
+
+def _num(v: float) -> str:
+    return str(int(v)) if math.isfinite(v) and float(v).is_integer() else f"{v:.6g}"

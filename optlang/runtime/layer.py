@@ -1,0 +1,171 @@
+"""The compiled problem as an `nn.Module`: bind arguments, pick a backend, solve, report."""
+from __future__ import annotations
+
+import os
+import warnings
+from dataclasses import dataclass
+
+import torch
+
+from optlang.errors import CallError, OptError
+from optlang.ir.check import option_value
+from optlang.passes.pipeline import run
+from optlang.passes.select import BACKWARDS, SOLVERS
+from optlang.runtime import binding
+from optlang.runtime.bound import BoundProblem
+from optlang.runtime.function import CallState, ImplicitSolve
+from optlang.solvers.result import default_tol
+
+BACKENDS = ("torch", "triton")
+CALL_OPTIONS = ("tol", "max_iter", "solver", "backward")
+
+
+@dataclass
+class Stats:
+    """Per batch element: did it converge, how many iterations, the final relative residual."""
+
+    converged: torch.Tensor
+    iterations: torch.Tensor
+    residual: torch.Tensor
+
+    @property
+    def all_converged(self) -> bool:
+        return bool(self.converged.all())
+
+
+class Solution:
+    """The solution of one call: each var by name, `duals` by label, and `stats`."""
+
+    def __init__(self, values: dict, duals: dict, stats: Stats):
+        self._values = values
+        self.duals = duals
+        self.stats = stats
+        for name, value in values.items():
+            setattr(self, name, value)
+
+    def __getitem__(self, name: str):
+        return self._values[name]
+
+    def __repr__(self) -> str:
+        names = ", ".join(self._values)
+        return f"Solution({names}; converged {int(self.stats.converged.sum())}/{self.stats.converged.numel()})"
+
+
+def compile_file(path, **options) -> "Layer":
+    """Compile a `.opt` file; OptError on a problem in it."""
+    try:
+        with open(path, encoding="utf-8") as fh:
+            text = fh.read()
+    except OSError as exc:
+        raise OptError(f"cannot read {path}: {exc.strerror}") from None
+    return compile_source(text, str(path), **options)
+
+
+def compile_source(text: str, name: str = "<string>", **options) -> "Layer":
+    return Layer(text, name, **options)
+
+
+class Layer(torch.nn.Module):
+    """A differentiable solution map theta -> x*(theta) compiled from `.opt` source.
+
+    Call it with the parameters by name; leading batch dims broadcast. Options
+    (tol, max_iter, solver, backward, backend) given here override the file's
+    options block; given to a call, they override both for that call.
+    """
+
+    def __init__(self, text: str, name: str = "<string>", backend: str | None = None, **options):
+        super().__init__()
+        self.stages = run(text, name)
+        self.plan = self.stages.plan
+        self.source_name = name
+        self._defaults = dict(self.plan.options)
+        self._defaults.update(self._check_options(options))
+        self._backend = _check_backend(backend)
+
+    # -- public API ------------------------------------------------------------------
+    def forward(self, **kwargs):
+        sol = self.solve(**kwargs)
+        return sol[self.plan.var.name]
+
+    def solve(self, warn: bool = True, backend: str | None = None, **kwargs) -> Solution:
+        call_options = {k: kwargs.pop(k) for k in CALL_OPTIONS if k in kwargs}
+        params = binding.to_tensors(self.plan, kwargs)
+        dims, batch = binding.bind_dims(self.plan, params)
+        binding.check_domains(self.plan, params)
+        some = next(iter(params.values()), None)
+        dtype = some.dtype if some is not None else torch.get_default_dtype()
+        device = some.device if some is not None else torch.device("cpu")
+        options = self._options(call_options, dtype)
+        executor = self._executor(backend, device)
+        module = executor.module_for(self.plan) if hasattr(executor, "module_for") else _torch_module(self.plan)
+        names = tuple(p.name for p in self.plan.params)
+
+        def make_bound(tensors):
+            return BoundProblem(module, self.plan, tensors, dims, batch, dtype, device)
+
+        state = CallState(executor, self.plan, names, make_bound, options)
+        x = ImplicitSolve.apply(state, *(params[n] for n in names))
+        result = state.result
+        stats = Stats(result.converged, result.iterations, result.residual)
+        if warn and not stats.all_converged:
+            bad = [tuple(i) for i in (~stats.converged).nonzero().tolist()]
+            warnings.warn(
+                f"optlang: problem '{self.plan.problem}' did not converge at batch elements {bad[:20]}"
+                f"{' ...' if len(bad) > 20 else ''} (max relative residual "
+                f"{float(stats.residual.max()):.3g}, tol {options['tol']:.3g}); see .stats",
+                RuntimeWarning,
+                stacklevel=2,
+            )
+        return Solution({self.plan.var.name: x}, {}, stats)
+
+    # -- helpers -----------------------------------------------------------------------
+    def _check_options(self, options: dict) -> dict:
+        out = {}
+        for key, value in options.items():
+            if key not in CALL_OPTIONS:
+                raise CallError(f"unknown option '{key}'; the options are {', '.join(CALL_OPTIONS)} and backend")
+            try:
+                out[key] = option_value(key, value)
+            except OptError as exc:
+                raise CallError(exc.message + (f" ({exc.detail})" if exc.detail else "")) from None
+            allowed = {"solver": SOLVERS, "backward": BACKWARDS}.get(key)
+            if allowed and value != "auto" and value not in allowed[self.plan.kind]:
+                choices = ", ".join(f'"{c}"' for c in ("auto",) + allowed[self.plan.kind])
+                raise CallError(f'{key} "{value}" is not supported for this {self.plan.kind} problem yet; use {choices}')
+        return out
+
+    def _options(self, call_options: dict, dtype) -> dict:
+        options = dict(self._defaults)
+        options.update(self._check_options(call_options))
+        options.setdefault("tol", default_tol(dtype))
+        options.setdefault("max_iter", 500)
+        options.setdefault("solver", "auto")
+        options.setdefault("backward", "auto")
+        return options
+
+    def _executor(self, backend: str | None, device):
+        backend = _check_backend(backend) or self._backend
+        if backend is None:
+            backend = "triton" if device.type == "cuda" else "torch"
+        if backend == "torch":
+            from optlang.runtime.executor import TorchExecutor
+
+            return TorchExecutor()
+        if device.type != "cuda" and os.environ.get("TRITON_INTERPRET") != "1":
+            raise CallError("backend 'triton' needs CUDA tensors (or TRITON_INTERPRET=1 to run Triton on the CPU)")
+        from optlang.backends.triton.executor import TritonExecutor
+
+        return TritonExecutor()
+
+
+def _check_backend(backend):
+    if backend is not None and backend not in BACKENDS:
+        raise CallError(f"unknown backend {backend!r}; use 'torch' or 'triton'")
+    return backend
+
+
+def _torch_module(plan):
+    from optlang.backends.torch.printer import print_plan
+    from optlang.runtime import cache
+
+    return cache.load(print_plan(plan), "torch")

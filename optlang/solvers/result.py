@@ -1,0 +1,30 @@
+"""What a forward solve returns: the solution and per-element statistics."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+
+
+@dataclass
+class SolveResult:
+    """`x` is the flat state (*batch, N); the stats have the batch shape."""
+
+    x: torch.Tensor
+    converged: torch.Tensor  # bool
+    iterations: torch.Tensor  # int64
+    residual: torch.Tensor  # the relative residual at the end
+
+
+def default_tol(dtype) -> float:
+    """The stopping tolerance on the relative residual when the user sets none.
+
+    Chosen so solutions and gradients are accurate to about 1e-6 relative
+    (float64) or as float32 allows, on well-conditioned problems.
+    """
+    return 1e-10 if dtype == torch.float64 else 1e-5
+
+
+def relative_residual(F: torch.Tensor, scale: torch.Tensor) -> torch.Tensor:
+    """max|F| / max(1, scale): scale-free for large problems, absolute for small ones."""
+    return F.abs().amax(dim=-1) / torch.clamp(scale, min=1.0)

@@ -1,0 +1,1 @@
+"""Text to AST: the Lark parser and the tree-to-AST transform."""
