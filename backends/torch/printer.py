@@ -67,7 +67,8 @@ def print_function(fn: Function) -> list[str]:
             scalars.add(op.out)
         note = f"  # {op.note}" if op.note else ""
         lines.append(f"    {op.out} = {text}{note}")
-    outs = [name for _, name in fn.outputs]
+    outs = [name if name not in scalars else f"torch.as_tensor({name}, dtype=like.dtype, device=like.device)"
+            for _, name in fn.outputs]
     lines.append(f"    return {outs[0]}" if len(outs) == 1 else f"    return ({', '.join(outs)},)")
     return lines
 
@@ -104,12 +105,14 @@ def _op_text(op, fn: Function, scalars: set) -> str:
     if op.prim == "matmul":
         a, b = op.args
         pair = tuple(ranks)
+        # einsum, not @: with a direction batch dim (dense Jacobians) it finds
+        # one matrix-matrix product where matmul's broadcasting copies the matrix.
         if pair == (2, 1):
-            return f"(({a}) @ ({b})[..., None])[..., 0]"
+            return f"torch.einsum('...ij,...j->...i', {a}, {b})"
         if pair == (1, 2):
-            return f"(({a})[..., None, :] @ ({b}))[..., 0, :]"
+            return f"torch.einsum('...i,...ij->...j', {a}, {b})"
         if pair == (2, 2):
-            return f"({a}) @ ({b})"
+            return f"torch.einsum('...ij,...jk->...ik', {a}, {b})"
         return f"(({a}) * ({b})).sum(dim=-1)"
     if op.prim == "transpose":
         return f"{op.args[0]}.transpose(-1, -2)"

@@ -21,11 +21,27 @@ def check_declarations(program: ast.Program, dims, params, vars_) -> None:
             program.statement.span,
             "declare what to solve for with `var NAME[shape]`",
         )
+    _check_dims_bound(program, dims, params)
     for decl in program.decls:
         if isinstance(decl, ast.DimDecl) and decl.value is not None and decl.value < 1:
             raise OptError(f"dim '{decl.name.id}' must be a positive integer, found {decl.value}", decl.span, "")
         if isinstance(decl, ast.ParamDecl):
             _check_attrs(decl)
+
+
+def _check_dims_bound(program: ast.Program, dims, params) -> None:
+    """Every dim that sizes a var must get its value from the file or from a param's shape."""
+    known = {d.name for d in dims if d.value is not None}
+    known |= {e for p in params for e in p.shape if isinstance(e, str)}
+    for decl in program.decls:
+        if isinstance(decl, ast.VarDecl):
+            for entry in decl.shape:
+                if isinstance(entry, ast.Name) and entry.id not in known:
+                    raise OptError(
+                        f"dim '{entry.id}' sizes the var '{decl.name.id}' but no param has it in its shape",
+                        entry.span,
+                        f"give it a value (`dim {entry.id} = 3`) or use it in a param's shape so calls can bind it",
+                    )
 
 
 def _check_attrs(decl: ast.ParamDecl) -> None:

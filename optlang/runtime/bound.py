@@ -87,7 +87,8 @@ class BoundProblem:
         """The dense Jacobian of the residual (or Hessian, which="hvp"), shape (*batch, N, N).
 
         All N directions go through the JVP at once: the identity's rows become
-        one more batch dim, inserted in front of each param's declared dims.
+        one more batch dim, inserted in front of each param's declared dims
+        (einsum turns the products into batched matrix-matrix products).
         """
         eye = torch.eye(self.n, dtype=self.dtype, device=self.device)
         params = {p.name: _unsqueeze_batch(self.params[p.name], len(p.shape)) for p in self.plan.params}
