@@ -8,21 +8,11 @@ from __future__ import annotations
 __version__ = "0.1.0"
 
 
-def _check_not_shadowed() -> None:
-    # PyPI's unrelated `optlang` (LP modelling for COBRApy) installs a package of
-    # the same import name; if it wins on sys.path, our submodules are missing.
-    import os
-
-    here = os.path.dirname(os.path.abspath(__file__))
-    if not os.path.exists(os.path.join(here, "syntax", "ast.py")):
-        raise ImportError(
-            "the `optlang` being imported is not optlang-diff (the differentiable-optimization "
-            f"compiler) but another package at {here}; PyPI's `optlang` (LP modelling) shadows it. "
-            "Uninstall it (`pip uninstall optlang`) and install `optlang-diff`."
-        )
-
-
-_check_not_shadowed()
+# Marks this package as optlang-diff: `optlang.errors` checks for it, so that if
+# PyPI's unrelated `optlang` (LP modelling, COBRApy) has replaced this
+# `__init__` (both distributions install an `optlang/` folder), importing any of
+# our modules fails with a message saying so instead of an obscure error.
+__optlang_diff__ = True
 
 from optlang.errors import CallError, NotSupportedError, OptError  # noqa: E402
 

@@ -1,7 +1,22 @@
 """Errors that carry a source position and render as `file:line:col` with a caret."""
 from __future__ import annotations
 
+import sys
 from dataclasses import dataclass, field
+
+
+def _check_not_shadowed() -> None:
+    package = sys.modules.get("optlang")
+    if package is not None and not getattr(package, "__optlang_diff__", False):
+        raise ImportError(
+            f"the `optlang` package imported from {getattr(package, '__file__', '?')} is not optlang-diff "
+            "(the differentiable-optimization compiler) but PyPI's unrelated `optlang` (LP modelling), "
+            "which shadows it. Uninstall it (`pip uninstall optlang`) and reinstall optlang-diff "
+            "(`pip install --force-reinstall optlang-diff`), or use separate virtual environments."
+        )
+
+
+_check_not_shadowed()
 
 
 @dataclass(frozen=True)
