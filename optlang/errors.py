@@ -66,16 +66,13 @@ class OptError(Exception):
             head = f"error: {self.message}"
             return head + (f"\n{self.detail}" if self.detail else "")
         src = span.source
-        text = src.line(span.line)
-        if span.end_line == span.line:
-            width = max(1, span.end_col - span.col)
-        else:
-            width = max(1, len(text) - span.col + 1)
-        parts = [
-            f"{src.name}:{span.line}:{span.col}: error: {self.message}",
-            f"  {text}",
-            "  " + " " * (span.col - 1) + "^" * width,
-        ]
+        parts = [f"{src.name}:{span.line}:{span.col}: error: {self.message}"]
+        for lineno in range(span.line, span.end_line + 1):
+            text = src.line(lineno)
+            start = span.col if lineno == span.line else len(text) - len(text.lstrip()) + 1
+            end = span.end_col if lineno == span.end_line else len(text.rstrip()) + 1
+            parts.append(f"  {text}")
+            parts.append("  " + _pad(text[: start - 1]) + "^" * max(1, end - start))
         if self.detail:
             parts.append(self.detail)
         return "\n".join(parts)
@@ -87,3 +84,8 @@ class NotSupportedError(OptError):
 
 class CallError(ValueError):
     """Bad arguments at call time: missing, extra, misshapen or out-of-domain parameters."""
+
+
+def _pad(prefix: str) -> str:
+    """Blanks as wide as `prefix`, keeping its tabs so the caret lines up under tabs too."""
+    return "".join("\t" if ch == "\t" else " " for ch in prefix)

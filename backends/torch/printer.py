@@ -69,7 +69,10 @@ def print_function(fn: Function) -> list[str]:
         lines.append(f"    {op.out} = {text}{note}")
     outs = [name if name not in scalars else f"torch.as_tensor({name}, dtype=like.dtype, device=like.device)"
             for _, name in fn.outputs]
-    lines.append(f"    return {outs[0]}" if len(outs) == 1 else f"    return ({', '.join(outs)},)")
+    if len(outs) == 1:
+        lines.append(f"    return {outs[0]}")
+    else:
+        lines.append(f"    return ({', '.join(outs)}{',' if outs else ''})")
     return lines
 
 

@@ -14,12 +14,9 @@ from optlang.ir import algebra as A
 from optlang.ir import shapes
 from optlang.ir.check import check_declarations, check_options, classify_constraint, check_statement_shape
 from optlang.ir.nodes import DimInfo, Domain, Input, ParamInfo, Problem, VarInfo
-from optlang.ir.primitives import SURFACE_ELEMENTWISE
+from optlang.ir.calls import ARITY, call
 from optlang.syntax import ast
 
-REDUCTION_FUNCS = ("sum", "mean", "sumsq", "norm1", "norm2", "norminf", "logsumexp", "max", "min")
-OTHER_FUNCS = {"dot": 2, "quad": 2, "transpose": 1, "clip": 3, "neg": 1}
-ALL_FUNCS = sorted(set(REDUCTION_FUNCS) | set(OTHER_FUNCS) | set(SURFACE_ELEMENTWISE))
 
 
 class Scope:
@@ -29,6 +26,7 @@ class Scope:
         self.kinds: dict[str, str] = {}
         self.values: dict = {}
         self.spans: dict = {}
+        self.later: dict = {}  # names declared further down the file: name -> span
 
     def declare(self, name: ast.Name, kind: str, value=None) -> None:
         if name.id in self.kinds:
@@ -52,6 +50,7 @@ class Scope:
 def build(program: ast.Program) -> Problem:
     """Build the typed IR of a parsed program."""
     scope = Scope()
+    scope.later = {d.name.id: d.name.span for d in reversed(program.decls)}
     dims, params, vars_ = [], [], []
     for decl in program.decls:
         if isinstance(decl, ast.DimDecl):
@@ -142,7 +141,7 @@ def resolve_shape(entries, scope: Scope, owner: str) -> tuple:
             raise OptError(
                 f"'{entry.id}' is {what}; a shape entry must be a dim or an integer",
                 entry.span,
-                f"declare it with `dim {entry.id}` before '{owner}'" if kind is None
+                f"declare it with `dim {entry.id}` before '{owner}'{scope.suggest(entry.id, ('dim',))}" if kind is None
                 else f"only dims (declared with `dim`) can size '{owner}'",
             )
         out.append(entry.id)
@@ -175,14 +174,19 @@ def _expr(node, scope: Scope):
     if isinstance(node, ast.ArrayLiteral):
         return array_literal(node, scope)
     if isinstance(node, ast.Call):
-        from optlang.ir.calls import call
-
         return call(node, scope)
     raise AssertionError(f"unknown AST node {type(node).__name__}")
 
 
 def name_ref(node: ast.NameRef, scope: Scope):
     kind = scope.kinds.get(node.id)
+    if kind is None and node.id in scope.later:
+        line = scope.later[node.id].line
+        raise OptError(f"'{node.id}' is used before it is declared", node.span,
+                       f"'{node.id}' is declared at line {line}; move that declaration above this line")
+    if kind is None and node.id in ARITY:
+        raise OptError(f"'{node.id}' is a function, not a value", node.span,
+                       f"call it with its arguments, e.g. {node.id}(x)")
     if kind is None:
         raise OptError(f"unknown name '{node.id}'", node.span, "declare it with dim, param, var or let" + scope.suggest(node.id))
     if kind == "dim":

@@ -63,6 +63,8 @@ def _axis(node: ast.Call, name: str):
         if kw.name.id != "axis" or name not in TAKES_AXIS:
             allowed = "the only keyword is axis=k" if name in TAKES_AXIS else f"{name} takes no keywords"
             raise OptError(f"unexpected keyword '{kw.name.id}' in {name}", kw.span, allowed)
+        if axis is not None:
+            raise OptError(f"axis is given twice in {name}", kw.span, "keep one axis=k")
         value = kw.value
         if not (isinstance(value, ast.Number) and float(value.value).is_integer() and value.value >= 0):
             raise OptError("axis must be a nonnegative integer literal", kw.value.span, "axes count from 0 over the declared shape")
@@ -92,7 +94,12 @@ def _reduction(node: ast.Call, name: str, x, axis):
 
 def _dot(node, args, axis):
     a, b = args
-    if shapes.broadcast(a.shape, b.shape) is None or len(a.shape) == 0 and len(b.shape) == 0:
+    if not a.shape and not b.shape:
+        names = [getattr(arg, "id", None) for arg in node.args]
+        hint = f"{names[0]} * {names[1]}" if all(names) else "a * b"
+        raise OptError("dot needs vectors or arrays, found two scalars", node.span,
+                       f"multiply scalars with '*': {hint}")
+    if shapes.broadcast(a.shape, b.shape) is None:
         raise OptError(
             "dot needs two arrays of the same shape",
             node.span,

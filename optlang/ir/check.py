@@ -1,6 +1,8 @@
 """Checks on declarations, options, constraints and the statement's shape."""
 from __future__ import annotations
 
+import math
+
 from optlang.errors import OptError
 from optlang.ir import algebra as A
 from optlang.ir import shapes
@@ -65,8 +67,13 @@ def _check_attrs(decl: ast.ParamDecl) -> None:
             raise OptError(
                 f"'{attr.flag}' needs a square matrix",
                 attr.span,
-                f"'{decl.name.id}' is declared {_shape_text(decl.shape)}; declare it [n, n]",
+                f"'{decl.name.id}' is declared {_shape_text(decl.shape)}; declare it square, e.g. {_square_hint(decl.shape)}",
             )
+
+
+def _square_hint(shape) -> str:
+    first = str(_entry(shape[0])).removesuffix(".0") if shape else "n"
+    return f"[{first}, {first}]"
 
 
 def _entry(e):
@@ -101,12 +108,16 @@ def option_value(key: str, value, span=None):
     if isinstance(value, str) or isinstance(value, bool):
         raise OptError(f"option {key} must be a number", span, f"found {value!r}")
     if kind is int:
-        if float(value) != int(value) or value < 1:
-            raise OptError(f"option {key} must be a positive integer", span, f"found {value!r}")
+        if not math.isfinite(float(value)) or not float(value).is_integer() or value < 1:
+            raise OptError(f"option {key} must be a positive integer", span, f"found {_value_text(value)}")
         return int(value)
     if not value > 0:
         raise OptError(f"option {key} must be positive", span, f"found {value!r}")
     return float(value)
+
+
+def _value_text(value) -> str:
+    return "inf" if isinstance(value, float) and math.isinf(value) else repr(value)
 
 
 def classify_constraint(label, con: ast.Constraint, parts, normalized) -> list:

@@ -8,6 +8,7 @@ only constraints are bounds on the var whose bounds are param-only) or "root"
 """
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 
 from optlang.errors import NotSupportedError
@@ -40,7 +41,8 @@ def classify(problem: Problem) -> Classified:
             var.span,
             "this version solves for a scalar or vector var; flatten the var into a vector",
         )
-    _reject_nonsmooth(problem.expr, problem.statement_span)
+    where = "fixed_point" if problem.sense == "fixed_point" else "root" if problem.statement == "root" else "objective"
+    _reject_nonsmooth(problem.expr, problem.statement_span, where)
     if problem.statement == "root":
         return Classified(problem, "root")
     if not problem.constraints:
@@ -75,12 +77,24 @@ def _one_bound(prev, new, con, which: str):
             con.span,
             f"give one {which} bound; combine them with maximum/minimum of params outside the problem",
         )
-    _reject_nonsmooth(new, con.span)
+    _reject_nonsmooth(new, con.span, "bound")
     return new
 
 
-def _reject_nonsmooth(root, span) -> None:
-    """Raise at the first nonsmooth function: v1 handles only smooth objectives."""
+NONSMOOTH_HINTS = {
+    "objective": "this version needs a smooth objective (proximal terms such as lam * norm1(w) come in a "
+                 "later version); for bounds on the var write them as constraints",
+    "bound": "this version needs bounds that are smooth in the params; compute this bound outside the "
+             "problem and pass it as a param",
+    "root": "this version needs a smooth root equation (Newton uses its Jacobian); replace {name} with a "
+            "smooth function",
+    "fixed_point": "this version needs a smooth fixed-point map (Newton uses its Jacobian); replace {name} "
+                   "with a smooth function such as softplus",
+}
+
+
+def _reject_nonsmooth(root, span, where: str) -> None:
+    """Raise at the first nonsmooth function: v1 handles only smooth problems."""
     stack = [(root, span)]
     while stack:
         node, near = stack.pop()
@@ -89,12 +103,18 @@ def _reject_nonsmooth(root, span) -> None:
             isinstance(node, Reduce) and not REDUCTIONS[node.op]
         )
         if bad:
-            name = node.op if isinstance(node, Reduce) else {"relu": "relu/pos/neg", "maximum": "maximum/clip",
-                                                               "minimum": "minimum/clip"}.get(node.op, node.op)
+            name = _written_name(near) or node.op
             raise NotSupportedError(
                 f"the nonsmooth function {name} is not supported yet",
                 near,
-                "this version needs a smooth objective (proximal terms such as lam * norm1(w) come in a "
-                "later version); for bounds on the var write them as constraints",
+                NONSMOOTH_HINTS[where].format(name=name),
             )
         stack.extend((c, near) for c in children(node))
+
+
+def _written_name(span) -> str | None:
+    """The function name as the user wrote it at the start of `span` (clip, neg, pos, ...)."""
+    if span is None or span.source is None:
+        return None
+    match = re.match(r"[A-Za-z_][A-Za-z_0-9]*", span.source.line(span.line)[span.col - 1:])
+    return match.group(0) if match else None

@@ -5,7 +5,11 @@
 """
 from __future__ import annotations
 
+import contextlib
+import sys
 from dataclasses import dataclass
+
+from optlang.errors import OptError
 
 from optlang.ir.build import build
 from optlang.passes.classify import classify
@@ -28,13 +32,36 @@ class Stages:
     plan: Plan
 
 
+MAX_DEPTH = 10_000  # recursion limit while compiling: long sums nest one level per term
+
+
+@contextlib.contextmanager
+def _deep_expressions(name: str):
+    """Allow deeply nested expressions, and report the ones past even that as an OptError."""
+    old = sys.getrecursionlimit()
+    sys.setrecursionlimit(max(old, MAX_DEPTH))
+    try:
+        yield
+    except RecursionError:
+        raise OptError(f"{name}: an expression is nested too deeply to compile",
+                       detail="split it with `let` into named parts") from None
+    finally:
+        sys.setrecursionlimit(old)
+
+
 def check_source(text: str, name: str = "<string>"):
     """Parse and type-check only (what `optlang check` and `optlang ir` need)."""
-    return build(parse(text, name))
+    with _deep_expressions(name):
+        return build(parse(text, name))
 
 
 def run(text: str, name: str = "<string>") -> Stages:
     """Run every pass; raises OptError (with file:line:col) on the first problem."""
+    with _deep_expressions(name):
+        return _run(text, name)
+
+
+def _run(text: str, name: str) -> Stages:
     program = parse(text, name)
     problem = build(program)
     fns = derive_functions(derive_conditions(classify(normalize(problem))))

@@ -20,6 +20,7 @@ def select(fns: Functions) -> tuple:
     """Choose and justify the solver and the backward method."""
     problem = fns.conditions.problem
     kind = fns.conditions.kind
+    label = "fixed_point" if problem.sense == "fixed_point" else kind  # what the user wrote
     solver = problem.option("solver", "auto")
     if solver == "auto":
         solver = SOLVERS[kind][0] if kind != "bounds" else "fista"
@@ -33,7 +34,7 @@ def select(fns: Functions) -> tuple:
         raise NotSupportedError(
             f'solver "{solver}" is not supported for this problem yet',
             problem.option_span("solver"),
-            f"for a {kind} problem use " + " or ".join(f'"{s}"' for s in ("auto",) + SOLVERS[kind]),
+            f"for a {label} problem use " + " or ".join(f'"{s}"' for s in ("auto",) + SOLVERS[kind]),
         )
     else:
         why = "set in the options block"
@@ -48,7 +49,7 @@ def select(fns: Functions) -> tuple:
         raise NotSupportedError(
             f'backward "{backward}" is not supported for this problem yet',
             problem.option_span("backward"),
-            f"for a {kind} problem use " + " or ".join(f'"{b}"' for b in ("auto",) + BACKWARDS[kind]),
+            f"for a {label} problem use " + " or ".join(f'"{b}"' for b in ("auto",) + BACKWARDS[kind]),
         )
     else:
         bwhy = "set in the options block"
