@@ -35,7 +35,8 @@ def to_tensors(plan, kwargs: dict) -> dict:
             raw[name] = value
         elif isinstance(value, (int, float, np.ndarray, np.number, list, tuple)) and not isinstance(value, bool):
             try:
-                raw[name] = torch.as_tensor(np.asarray(value, dtype=np.float64))
+                array = np.asarray(value)
+                raw[name] = torch.as_tensor(array if array.dtype.kind == "f" else array.astype(np.float64))
             except (TypeError, ValueError) as exc:
                 raise CallError(f"parameter '{name}': cannot convert to a tensor ({exc})") from None
         else:
@@ -50,7 +51,10 @@ def to_tensors(plan, kwargs: dict) -> dict:
 
 
 def _common_dtype_device(raw: dict, kwargs: dict):
+    # Tensors and NumPy floating arrays/scalars carry a dtype; Python numbers do not.
     floats = [t for n, t in raw.items() if isinstance(kwargs[n], torch.Tensor) and t.is_floating_point()]
+    floats += [torch.empty(0, dtype=torch.from_numpy(np.asarray(kwargs[n])).dtype) for n in raw
+               if isinstance(kwargs[n], (np.ndarray, np.floating)) and np.asarray(kwargs[n]).dtype.kind == "f"]
     dtype = torch.get_default_dtype()
     if floats:
         dtype = max((t.dtype for t in floats), key=lambda d: torch.finfo(d).bits)

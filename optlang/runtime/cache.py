@@ -64,6 +64,7 @@ def _atomic_write(path: str, source: str) -> None:
     folder = os.path.dirname(path)
     fd, tmp = tempfile.mkstemp(dir=folder, prefix=".tmp-", suffix=".py")
     try:
+        os.chmod(tmp, 0o644)  # mkstemp makes it private; a shared cache must be readable
         with os.fdopen(fd, "w", encoding="utf-8") as fh:
             fh.write(source)
             fh.flush()

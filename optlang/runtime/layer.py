@@ -114,7 +114,7 @@ class Layer(torch.nn.Module):
                 f"{' ...' if len(bad) > 20 else ''} (max relative residual "
                 f"{float(stats.residual.max()):.3g}, tol {options['tol']:.3g}); see .stats",
                 RuntimeWarning,
-                stacklevel=2,
+                stacklevel=_caller_stacklevel(),
             )
         return Solution({self.plan.var.name: x}, {}, stats)
 
@@ -169,3 +169,16 @@ def _torch_module(plan):
     from optlang.runtime import cache
 
     return cache.load(print_plan(plan), "torch")
+
+
+def _caller_stacklevel() -> int:
+    """The stacklevel of the first frame outside optlang and torch: the user's call."""
+    import sys
+
+    frame, level = sys._getframe(1), 1
+    while frame is not None:
+        path = frame.f_code.co_filename.replace("\\", "/")
+        if "/optlang/" not in path and "/torch/" not in path:
+            return level
+        frame, level = frame.f_back, level + 1
+    return 2
