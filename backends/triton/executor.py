@@ -1,0 +1,179 @@
+"""The Triton executor: one kernel launch for a batch's forward solve, one for its backward.
+
+Grid = (B,), one program per problem instance, B = prod(batch). A param whose
+batch dims are the full batch goes in contiguous with batch stride = its
+element count; one without batch dims (or only unit ones) gets stride 0; any
+other partial broadcast is materialized with expand(...).contiguous().
+The kernels mirror the PyTorch solvers step for step (see the templates);
+where they differ: dense solves skip exactly-zero pivots (a basic solution)
+where torch.linalg falls back to the minimum-norm least-squares one, and
+FISTA decides when to polish per instance where pgd.py looks at the batch.
+Triton is imported only here, and only when this backend runs.
+"""
+from __future__ import annotations
+
+import contextlib
+import math
+import os
+import warnings
+import weakref
+
+import torch
+
+from optlang.backends.triton.printer import Layout, block, kernel_name, next_pow2, print_plan, unsupported
+from optlang.errors import CallError
+from optlang.runtime.executor import backward_method
+from optlang.solvers.result import SolveResult
+
+# Every tile lives in one program's registers. A cap keeps them on chip: 16384
+# elements is a 128 x 128 Jacobian (128 KiB in float64 per program, spilling
+# but compiling); larger problems wait for a tiled path.
+MAX_TILE = 16384
+_modules: "weakref.WeakKeyDictionary" = weakref.WeakKeyDictionary()  # plan -> module: print once per plan
+
+
+class TritonExecutor:
+    """Runs a plan's forward and backward as generated Triton kernels."""
+
+    name = "triton"
+
+    def module_for(self, plan):
+        """The generated module for a plan: printed, cached on disk by content hash, imported."""
+        module = _modules.get(plan)
+        if module is None:
+            why = unsupported(plan)
+            if why is not None:
+                raise CallError(f"problem '{plan.problem}': {why}; use backend=\"torch\" "
+                                "(a tiled Triton path comes later)")
+            import triton
+
+            from optlang.runtime import cache
+
+            module = _modules[plan] = cache.load(print_plan(plan), "triton", extra=f"triton={triton.__version__}")
+        return module
+
+    def solve(self, bound, options: dict) -> SolveResult:
+        plan = bound.plan
+        launch = _Launch(bound)
+        B = launch.B
+        # torch.empty, not zeros: the kernel writes every entry, and a fill would be one more launch.
+        x = torch.empty((B, bound.n), dtype=bound.dtype, device=bound.device)
+        converged = torch.empty(B, dtype=torch.int8, device=bound.device)
+        iterations = torch.empty(B, dtype=torch.int32, device=bound.device)
+        residual = torch.empty(B, dtype=bound.dtype, device=bound.device)
+        tol = torch.tensor([options["tol"]], dtype=bound.dtype, device=bound.device)
+        kernel = getattr(bound.module, kernel_name(plan))
+        launch.run(kernel, [x, converged, iterations, residual, tol, int(options["max_iter"])],
+                   EPS=torch.finfo(bound.dtype).eps)
+        batch = bound.batch
+        return SolveResult(x.reshape(batch + (bound.n,)), converged.bool().reshape(batch),
+                           iterations.long().reshape(batch), residual.reshape(batch))
+
+    def backward(self, bound, x, g, options: dict, wanted: set) -> dict:
+        method = backward_method(bound.plan, bound.n, options["backward"])
+        launch = _Launch(bound)
+        B = launch.B
+        x = x.reshape(B, bound.n).to(bound.dtype).contiguous()
+        g = g.reshape(B, bound.n).to(bound.dtype).contiguous()
+        flags = torch.empty(B, dtype=torch.int8, device=bound.device)
+        grads = {p.name: torch.empty((B,) + _concrete(p.shape, bound.dims), dtype=bound.dtype, device=bound.device)
+                 for p in bound.plan.params}
+        out = [grads[p.name] for p in bound.plan.params]
+        if method == "direct":
+            launch.run(bound.module.backward_direct_kernel, [x, g, flags] + out)
+            _warn(flags, bound.batch, "singular Jacobian in the backward pass",
+                  "zero pivots were skipped (a basic solution, not the minimum-norm one; "
+                  "backend=\"torch\" gives the least-squares solution)")
+        elif method == "cg":
+            tol = min(options["tol"], 1e-12 if bound.dtype == torch.float64 else 1e-6)
+            tol = torch.tensor([tol], dtype=bound.dtype, device=bound.device)
+            launch.run(bound.module.backward_cg_kernel, [x, g, flags, tol] + out, TINY=torch.finfo(bound.dtype).tiny)
+            _warn(flags, bound.batch, "conjugate gradients did not converge in the backward pass", "")
+        else:
+            raise AssertionError(f"unknown backward method {method}")
+        return {k: v.reshape(bound.batch + v.shape[1:]) for k, v in grads.items() if k in wanted}
+
+
+def _concrete(shape: tuple, dims: dict) -> tuple:
+    return tuple(d if isinstance(d, int) else dims[d] for d in shape)
+
+
+class _Launch:
+    """One call's kernel arguments: params with batch strides, dims, tile sizes; launches on grid (B,)."""
+
+    def __init__(self, bound):
+        self.bound = bound
+        self.B = math.prod(bound.batch)
+        layout = Layout.of(bound.plan)
+        self.args = []
+        for name, _, shape in layout.params:
+            self.args += _param_arg(bound.params[name], _concrete(shape, bound.dims), bound.batch)
+        self.args += [bound.n] + [int(bound.dims[d]) for d in layout.dims]
+        self.consts = {f"BLOCK_{d}": next_pow2(bound.dims[d]) for d in layout.dims}
+        self.consts["VAR_BLOCK"] = next_pow2(bound.n)
+        _check_tiles(bound, self.consts)
+
+    def run(self, kernel, head: list, **consts) -> None:
+        import triton.language as tl
+
+        if self.B == 0:
+            return
+        dtype = tl.float64 if self.bound.dtype == torch.float64 else tl.float32
+        with _quiet_interpreter():
+            # No FMA contraction: each operation rounds as in PyTorch and in the interpreter.
+            kernel[(self.B,)](*head, *self.args, **consts, **self.consts, DTYPE=dtype, enable_fp_fusion=False)
+
+
+def _param_arg(t: torch.Tensor, shape: tuple, batch: tuple) -> list:
+    """(tensor, batch stride): shared params once, full-batch params as they are, others expanded."""
+    own = tuple(t.shape[: t.dim() - len(shape)])
+    numel = math.prod(shape)
+    if math.prod(own) == 1:
+        return [t.reshape(shape).contiguous(), 0]
+    if own != tuple(batch):
+        t = t.expand(tuple(batch) + shape)
+    return [t.contiguous(), numel]
+
+
+def _check_tiles(bound, consts: dict) -> None:
+    """Raise CallError where a tile would not fit on chip (see MAX_TILE)."""
+    n = consts["VAR_BLOCK"]
+    worst = (n * n, f"the dense Jacobian is {n} x {n} (var '{bound.plan.var.name}' has {bound.n} entries)")
+    blocks = {d: next_pow2(v) for d, v in bound.dims.items() if v is not None}
+
+    def size(shape):
+        return math.prod(blocks[d] if isinstance(d, str) else int(block(d)) for d in shape)
+
+    for fn in bound.plan.functions:
+        for a in fn.args:
+            if size(a.shape) > worst[0]:
+                worst = (size(a.shape), f"{a.name} is a tile of {size(a.shape)} elements")
+        for op in fn.ops:
+            shape = tuple(op.shape)
+            if op.prim == "matmul" and all(len(fn.shape_of(a)) == 2 for a in op.args):
+                shape = tuple(fn.shape_of(op.args[0])) + (fn.shape_of(op.args[1])[1],)
+            if size(shape) > worst[0]:
+                worst = (size(shape), f"{fn.name} holds a tile of {size(shape)} elements ({op.out})")
+    if worst[0] > MAX_TILE:
+        raise CallError(f"problem '{bound.plan.problem}' is too large for the Triton backend's on-chip tiles: "
+                        f"{worst[1]}, above the cap of {MAX_TILE} elements per tile; use backend=\"torch\" "
+                        "(a tiled Triton path comes later)")
+
+
+def _warn(flags: torch.Tensor, batch: tuple, what: str, how: str) -> None:
+    bad = flags.reshape(batch).nonzero().tolist()
+    if bad:
+        warnings.warn(f"optlang: {what} at batch elements {bad[:10]}" + (f"; {how}" if how else ""),
+                      RuntimeWarning, stacklevel=4)
+
+
+@contextlib.contextmanager
+def _quiet_interpreter():
+    """Under TRITON_INTERPRET=1 tiles are NumPy arrays: padded lanes may divide by zero harmlessly."""
+    if os.environ.get("TRITON_INTERPRET") != "1":
+        yield
+        return
+    import numpy as np
+
+    with np.errstate(all="ignore"):
+        yield

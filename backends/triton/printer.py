@@ -1,0 +1,440 @@
+"""Print a Plan as one Triton module: a device function per Plan function, kernels from templates.
+
+One program handles one problem instance. Every value is a register tile of
+its declared shape: a declared dim d is a runtime int `n_d` and a constexpr
+`BLOCK_d` (the next power of two); a literal dim k is printed as k and its
+power of two. Loads are masked with other=0, every reduction and contraction
+masks its reduced dim with tl.where (padded lanes may hold anything, e.g.
+exp(0) = 1 or NaN), and the var's flat state keeps its padded lanes at 0.
+Backends print; they decide no math: each op below is a spelling of the
+PyTorch printer's. Nothing here imports Triton, so printing works without it.
+"""
+from __future__ import annotations
+
+import math
+import re
+from dataclasses import dataclass
+from importlib import resources
+
+from optlang.errors import NotSupportedError
+from optlang.plan import Function, Plan
+
+UNARY = {
+    "negate": "-{a}", "exp": "tl.exp({a})", "log": "tl.log({a})", "sqrt": "tl.sqrt({a})",
+    "sin": "tl.sin({a})", "cos": "tl.cos({a})", "tanh": "tanh_({a}, DTYPE)", "square": "{a} * {a}",
+    "sigmoid": "tl.sigmoid({a})", "softplus": "softplus_({a})", "abs": "tl.abs({a})",
+    "relu": "tl.maximum({a}, 0.0)", "sign": "sign_({a}, DTYPE)", "step": "({a} > 0.0).to(DTYPE)",
+}
+BINARY = {
+    "add": "{a} + {b}", "sub": "{a} - {b}", "mul": "{a} * {b}", "div": "{a} / {b}", "pow": "pow_({a}, {b})",
+    "maximum": "tl.maximum({a}, {b})", "minimum": "tl.minimum({a}, {b})",
+    "ge": "({a} >= {b}).to(DTYPE)", "le": "({a} <= {b}).to(DTYPE)",
+}
+# Constant exponents that torch.pow computes exactly by products or sqrt.
+POWERS = {1.0: "{a}", 2.0: "{a} * {a}", 3.0: "{a} * {a} * {a}", 0.5: "tl.sqrt({a})", -1.0: "1.0 / {a}"}
+REDUCE = {  # (masked fill, spelling of the reduction of the masked tile w)
+    "sum": ("0.0", "tl.sum({w}, axis={axis})"),
+    "max": ("-INF", "tl.max({w}, axis={axis})"),
+    "min": ("INF", "tl.min({w}, axis={axis})"),
+    "logsumexp": ("-INF", "logsumexp_({w}, {axis})"),
+    "norm1": ("0.0", "tl.sum(tl.abs({w}), axis={axis})"),
+    "norm2": ("0.0", "tl.sqrt(tl.sum({w} * {w}, axis={axis}))"),
+    "norminf": ("0.0", "tl.max(tl.abs({w}), axis={axis})"),
+}
+MATMUL = {  # operand ranks: (the first operand's contracted axis, spelling)
+    (2, 1): (1, "tl.sum(tl.where({m}[None, :], {a} * {b}[None, :], 0.0), axis=1)"),
+    (1, 2): (0, "tl.sum(tl.where({m}[:, None], {a}[:, None] * {b}, 0.0), axis=0)"),
+    (2, 2): (1, "tl.sum(tl.where({m}[None, :, None], {a}[:, :, None] * {b}[None, :, :], 0.0), axis=1)"),
+    (1, 1): (0, "tl.sum(tl.where({m}, {a} * {b}, 0.0), axis=0)"),
+}
+TEMPLATES = {"smooth": "newton", "root": "newton", "bounds": "fista"}
+KERNELS = {"newton": "newton_kernel", "fista": "fista_kernel"}
+
+
+def block(d) -> str:
+    """The constexpr tile size of a dim: BLOCK_d, or a literal's power of two."""
+    return f"BLOCK_{d}" if isinstance(d, str) else str(next_pow2(d))
+
+
+def count(d) -> str:
+    """The runtime size of a dim: n_d, or the literal."""
+    return f"n_{d}" if isinstance(d, str) else str(d)
+
+
+def next_pow2(n: int) -> int:
+    return 1 if n <= 1 else 1 << (int(n) - 1).bit_length()
+
+
+def tile(shape: tuple) -> str:
+    items = [block(d) for d in shape]
+    return "(" + ", ".join(items) + ("," if len(items) == 1 else "") + ")"
+
+
+def literal(v: float) -> str:
+    v = float(v)
+    if math.isnan(v):
+        return "INF - INF"
+    return repr(v) if math.isfinite(v) else ("INF" if v > 0 else "-INF")
+
+
+def axis_mask(shape: tuple, axis: int) -> str:
+    """The lanes mask of dim `axis` of a tile of `shape`, aligned to broadcast against it."""
+    index = ", ".join(":" if i == axis else "None" for i in range(len(shape)))
+    name = f"m_{shape[axis]}"
+    return name if len(shape) == 1 else f"{name}[{index}]"
+
+
+def full_mask(shape: tuple) -> str:
+    return " & ".join(axis_mask(shape, i) for i in range(len(shape)))
+
+
+def aligned(name: str, rank: int, out_rank: int) -> str:
+    """Index a rank-`rank` tile with None so it broadcasts right-aligned against rank `out_rank`."""
+    if rank in (0, out_rank):
+        return name
+    return f"{name}[{', '.join(['None'] * (out_rank - rank) + [':'] * rank)}]"
+
+
+@dataclass(frozen=True)
+class Layout:
+    """Argument lists shared by the printed module and the executor that launches it."""
+
+    params: tuple  # ((source name, generated name, declared shape), ...) in plan order
+    dims: tuple  # the plan's dim names, in order
+
+    @classmethod
+    def of(cls, plan: Plan) -> "Layout":
+        return cls(tuple((p.name, "p_" + p.name, tuple(p.shape)) for p in plan.params),
+                   tuple(d.name for d in plan.dims))
+
+    def dev_sig(self, typed: bool) -> list:
+        c = ": tl.constexpr" if typed else ""
+        return [f"n_{d}" for d in self.dims] + [f"BLOCK_{d}{c}" for d in self.dims] + [f"DTYPE{c}"]
+
+    def sig(self, typed: bool) -> str:
+        c = ": tl.constexpr" if typed else ""
+        names = [g for _, g, _ in self.params] + ["N"] + [f"n_{d}" for d in self.dims]
+        return ", ".join(names + [f"BLOCK_{d}{c}" for d in self.dims] + [f"VAR_BLOCK{c}", f"DTYPE{c}"])
+
+
+def unsupported(plan: Plan) -> str | None:
+    """Why this plan cannot run on the Triton backend yet, or None."""
+    if len(plan.var.shape) > 1:
+        return f"var '{plan.var.name}' has rank {len(plan.var.shape)}; the Triton backend handles rank 0 and 1"
+    for p in plan.params:
+        if len(p.shape) > 2:
+            return f"param '{p.name}' has rank {len(p.shape)}; the Triton backend handles params of rank <= 2"
+    for fn in plan.functions:
+        for op in fn.ops:
+            if len(op.shape) > 2:
+                return f"{fn.name} computes a rank-{len(op.shape)} value; the Triton backend handles rank <= 2"
+    return None
+
+
+def print_function(fn: Function, layout: Layout) -> list[str]:
+    """One device function: tiles of declared shapes in, tiles out."""
+    lines = ["@triton.jit", f"def {fn.name}({', '.join([a.name for a in fn.args] + layout.dev_sig(True))}):",
+             f'    """{fn.doc[0].upper()}{fn.doc[1:]}."""']
+    need: list = []
+    body = []
+    for op in fn.ops:
+        note = f"  # {op.note}" if op.note else ""
+        body.append(f"    {op.out} = {_op_text(op, fn, need)}{note}")
+    for d in need:
+        lines += [f"    r_{d} = tl.arange(0, {block(d)})", f"    m_{d} = r_{d} < {count(d)}"]
+    lines += body
+    outs = [name for _, name in fn.outputs]
+    if outs:
+        lines.append(f"    return {', '.join(outs)}")
+    return lines
+
+
+def _op_text(op, fn: Function, need: list) -> str:
+    shapes = [tuple(fn.shape_of(a)) for a in op.args]
+
+    def mark(shape, axes):
+        for i in axes:
+            if shape[i] not in need:
+                need.append(shape[i])
+
+    if op.prim == "const":
+        return f"tl.full((), {literal(op.attrs[0])}, DTYPE)"
+    if op.prim == "dim":
+        return f"tl.full((), {count(op.attrs[0])}, DTYPE)"
+    if op.prim == "fill":
+        return f"tl.full({tile(op.shape)}, {literal(op.attrs[0])}, DTYPE)"
+    if op.prim == "eye":
+        mark(op.shape, [0])
+        return f"(r_{op.shape[0]}[:, None] == r_{op.shape[0]}[None, :]).to(DTYPE)"
+    if op.prim in UNARY:
+        return UNARY[op.prim].format(a=op.args[0])
+    if op.prim in BINARY:
+        a, b = (aligned(n, len(s), len(op.shape)) for n, s in zip(op.args, shapes))
+        if op.prim == "pow":
+            exponent = _const_value(fn, op.args[1])
+            if exponent in POWERS:
+                return POWERS[exponent].format(a=a)
+        return BINARY[op.prim].format(a=a, b=b)
+    if op.prim == "matmul":
+        return _matmul(op.args, shapes, mark)
+    if op.prim == "transpose":
+        return f"tl.trans({op.args[0]})"
+    if op.prim == "reduce":
+        return _reduce(op, shapes[0], mark)
+    if op.prim == "broadcast":
+        return f"tl.broadcast_to({aligned(op.args[0], len(shapes[0]), len(op.shape))}, {tile(op.shape)})"
+    if op.prim == "sum_to":
+        return _sum_to(op.args[0], shapes[0], tuple(op.shape), mark)
+    if op.prim == "expand_dims":
+        if not shapes[0]:
+            return f"tl.broadcast_to({op.args[0]}, (1,))"
+        return f"tl.expand_dims({op.args[0]}, {op.attrs[0]})"
+    raise AssertionError(f"no Triton spelling for op {op.prim}")
+
+
+def _const_value(fn: Function, name: str):
+    op = next((o for o in fn.ops if o.out == name), None)
+    return float(op.attrs[0]) if op is not None and op.prim == "const" else None
+
+
+def _matmul(args, shapes, mark) -> str:
+    """Contraction as a masked broadcast product and sum (no tl.dot: small tiles, float64)."""
+    axis, spelling = MATMUL[tuple(len(s) for s in shapes)]
+    mark(shapes[0], [axis])
+    return spelling.format(m=f"m_{shapes[0][axis]}", a=args[0], b=args[1])
+
+
+def _reduce(op, shape: tuple, mark) -> str:
+    kind, axis = op.attrs
+    a = op.args[0]
+    if not shape:  # a reduction of a scalar is the scalar (its absolute value for norms)
+        return f"tl.abs({a})" if kind.startswith("norm") else a
+    axes = range(len(shape)) if axis is None else [axis]
+    mark(shape, axes)
+    mask = full_mask(shape) if axis is None else axis_mask(shape, axis)
+    fill, spelling = REDUCE[kind]
+    masked = f"tl.where({mask}, {a}, {fill})"
+    return spelling.format(w=masked, axis="None" if axis is None else axis)
+
+
+def _sum_to(a: str, shape: tuple, target: tuple, mark) -> str:
+    """The adjoint of broadcasting: sum the leading dims away, then the dims that are 1 in target."""
+    text, cur = a, shape
+    while len(cur) > len(target):
+        mark(cur, [0])
+        text = f"tl.sum(tl.where({axis_mask(cur, 0)}, {text}, 0.0), axis=0)"
+        cur = cur[1:]
+    for i, (want, got) in enumerate(zip(target, cur)):
+        if want == 1 and got != 1:
+            mark(cur, [i])
+            text = f"tl.sum(tl.where({axis_mask(cur, i)}, {text}, 0.0), axis={i}, keep_dims=True)"
+    return text
+
+
+def _param_offsets(shape: tuple) -> tuple[str, str]:
+    """Row-major offsets and lanes mask of a param tile within one instance."""
+    if len(shape) == 1:
+        return f"r_{shape[0]}", f"m_{shape[0]}"
+    if len(shape) == 2:
+        return f"r_{shape[0]}[:, None] * {count(shape[1])} + r_{shape[1]}[None, :]", full_mask(shape)
+    return "", ""
+
+
+def _index_lines(shapes) -> list[str]:
+    seen = []
+    for shape in shapes:
+        seen += [d for d in shape if d not in seen]
+    return [line for d in seen for line in (f"r_{d} = tl.arange(0, {block(d)})", f"m_{d} = r_{d} < {count(d)}")]
+
+
+def load_lines(layout: Layout) -> list[str]:
+    """The kernel statements that load this instance's param tiles (batch stride 0 when shared)."""
+    lines = _index_lines(shape for _, _, shape in layout.params)
+    for _, g, shape in layout.params:
+        offs, mask = _param_offsets(shape)
+        if shape:
+            lines.append(f"{g} = tl.load(ptr_{g} + pid * bs_{g} + {offs}, mask={mask}, other=0.0)")
+        else:
+            lines.append(f"{g} = tl.load(ptr_{g} + pid * bs_{g})")
+    return lines
+
+
+def adapter_lines(plan: Plan, layout: Layout) -> list[str]:
+    """Each function on the flat state (what the templates call), and the gradient stores.
+
+    The lanes mask is computed inline rather than by calling var_lanes: each call
+    of a jit function costs the interpreter a re-patch, and compiles to the same.
+    """
+    lanes = f"lanes = tl.arange(0, VAR_BLOCK) < {var_size(plan)}"
+    out = [_flat_adapter(fn, layout, lanes) for fn in plan.functions if fn.name in FLAT_NAMES]
+    if plan.kind == "bounds":
+        out.append(("bounds_flat", "", "The box [lo, hi] on the flat state; -inf/+inf where absent, 0 on padding.",
+                    [lanes, _bound(plan, layout, "lower", "lo", "-INF"), _bound(plan, layout, "upper", "hi", "INF"),
+                     "return lo, hi"]))
+    out.append(_store_grads(plan, layout))
+    lines = ["", "", "# --- the functions on the flat state: what the solver templates call ---"]
+    for name, head, doc, body in out:
+        lines += ["", ""] if len(lines) > 3 else []
+        lines += ["@triton.jit", f"def {name}({head}{layout.sig(True)}):", f'    """{doc}"""']
+        lines += ["    " + line for line in "\n".join(body).split("\n")]
+    return lines
+
+
+def var_size(plan: Plan) -> str:
+    return count(plan.var.shape[0]) if plan.var.shape else "1"
+
+
+FLAT_NAMES = {"residual": "residual_flat", "jvp_x": "jvp_flat", "gradient": "gradient_flat", "hvp": "hvp_flat",
+              "objective": "objective_flat", "free_mask": "free_flat"}
+STATE = {"var": "x", "tangent": "v", "cotangent": "w"}
+
+
+def _call(fn: Function, layout: Layout, scalar_var: bool, target: str = "out") -> list[str]:
+    """Statements ending in `target = fn(...)` from the flat state (a rank-0 var is summed out of lane 0)."""
+    lines, items = [], []
+    for a in fn.args:
+        if a.role in STATE and scalar_var:
+            lines.append(f"{STATE[a.role]}0 = tl.sum(tl.where(lanes, {STATE[a.role]}, 0.0), axis=0)")
+            items.append(STATE[a.role] + "0")
+        else:
+            items.append(STATE.get(a.role, a.name))
+    return lines + [f"{target} = {fn.name}({', '.join(items + layout.dev_sig(False))})"]
+
+
+def _flat_adapter(fn: Function, layout: Layout, lanes: str):
+    scalar_var = not any(a.shape for a in fn.args if a.role == "var")
+    head = "x, v, " if any(a.role == "tangent" for a in fn.args) else "x, "
+    body = [lanes] + _call(fn, layout, scalar_var)
+    if fn.name == "objective":
+        body = body[int(not scalar_var):]  # a scalar out: lanes only to unflatten a rank-0 var
+        return FLAT_NAMES[fn.name], head, f"{fn.doc[0].upper()}{fn.doc[1:]}.", body + ["return out"]
+    return FLAT_NAMES[fn.name], head, f"{fn.name} on the flat state, padding zeroed.", body + [
+        "return tl.where(lanes, out, 0.0)"]
+
+
+def _bound(plan: Plan, layout: Layout, fn_name: str, out: str, absent: str) -> str:
+    if plan.function(fn_name) is None:
+        return f"{out} = tl.where(lanes, {absent}, 0.0).to(DTYPE)"
+    return "\n".join(_call(plan.function(fn_name), layout, False)) + f"\n{out} = tl.where(lanes, out, 0.0)"
+
+
+def _store_grads(plan: Plan, layout: Layout):
+    """Store -(dF/dtheta)^T w for each param into its gradient buffer (full batch in front)."""
+    fn = plan.function("vjp_theta")
+    lanes = f"lanes = tl.arange(0, VAR_BLOCK) < {var_size(plan)}"
+    body = _index_lines(shape for _, _, shape in layout.params)
+    outs = [f"d_{g}" for _, g, _ in layout.params]
+    if outs:
+        body += ([] if plan.var.shape else [lanes]) + _call(fn, layout, not plan.var.shape, ", ".join(outs))
+    by_key = dict(fn.outputs)
+    for (src, g, shape), d in zip(layout.params, outs):
+        got = tuple(fn.shape_of(by_key[src]))
+        value = d if got == shape else f"tl.broadcast_to({aligned(d, len(got), len(shape))}, {tile(shape)})"
+        numel = " * ".join(count(s) for s in shape) or "1"
+        offs, mask = _param_offsets(shape)
+        where = f"grad_{g} + pid * ({numel})" + (f" + {offs}" if offs else "")
+        body.append(f"tl.store({where}, -{value}" + (f", mask={mask})" if mask else ")"))
+    grads = "".join(f"grad_{g}, " for _, g, _ in layout.params)
+    return "store_grads", f"x, w, pid, {grads}", _store_grads.__doc__.strip(), body or ["pass"]
+
+
+def fill_template(text: str, values: dict) -> str:
+    """Replace __NAME__ placeholders outside comments; a placeholder alone on a line takes a list of lines."""
+    out = []
+    for line in text.splitlines():
+        stripped = line.strip()
+        if stripped.startswith("#"):
+            if not stripped.startswith("#:"):  # "#:" marks notes on the template itself
+                out.append(line)
+            continue
+        line = line.replace("  # noqa: E501", "")  # templates keep their long signatures on one line
+        if re.fullmatch(r"__[A-Z_]+__", stripped):
+            indent = line[: len(line) - len(line.lstrip())]
+            out += [indent + item for item in values[stripped]]
+        else:
+            line = re.sub(r", (__[A-Z_]+__)", lambda m: f", {values[m.group(1)]}" if values[m.group(1)] else "", line)
+            out.append(re.sub(r"__[A-Z_]+__", lambda m: str(values[m.group(0)]), line))
+    return "\n".join(out)
+
+
+def template(name: str) -> str:
+    return resources.files("optlang.backends.triton").joinpath("templates", name + ".py").read_text("utf-8")
+
+
+def template_values(plan: Plan, layout: Layout) -> dict:
+    """What the templates' placeholders stand for: argument lists, loads and the solvers' constants."""
+    from optlang.solvers import backward, newton, pgd
+
+    grads = [f"grad_{g}" for _, g, _ in layout.params]
+    return {
+        "__SIG__": layout.sig(True), "__ARGS__": layout.sig(False),
+        "__KERNEL_SIG__": ", ".join([f"{s}_{g}" for _, g, _ in layout.params for s in ("ptr", "bs")]
+                                    + ["N"] + [f"n_{d}" for d in layout.dims]),
+        "__CONST_SIG__": ", ".join([f"BLOCK_{d}: tl.constexpr" for d in layout.dims]
+                                   + ["VAR_BLOCK: tl.constexpr", "DTYPE: tl.constexpr"]),
+        "__GRAD_SIG__": ", ".join(grads), "__GRAD_ARGS__": ", ".join(grads),
+        "__LOAD_PARAMS__": load_lines(layout), "__VAR_SIZE__": var_size(plan),
+        "__ARMIJO__": repr(newton.ARMIJO), "__MAX_HALVINGS__": newton.MAX_HALVINGS,
+        "__POLISH_AT__": repr(pgd.POLISH_AT), "__POLISH_STEPS__": pgd.POLISH_STEPS,
+        "__MAX_BACKTRACK__": pgd.MAX_BACKTRACK, "__CG_MAX_ITER__": backward.CG_MAX_ITER,
+    }
+
+
+def print_plan(plan: Plan) -> str:
+    """The whole generated module for a plan: deterministic, readable text."""
+    why = unsupported(plan)
+    if why is not None:
+        raise NotSupportedError(f"the Triton backend cannot print problem '{plan.problem}': {why}",
+                                detail='use backend="torch"')
+    layout = Layout.of(plan)
+    values = template_values(plan, layout)
+    parts = ["common", "flat", TEMPLATES[plan.kind], "backward"] + (["backward_cg"] if plan.kind != "root" else [])
+    lines = [
+        f"# Generated by optlang for problem '{plan.problem}' ({plan.kind}); backend: triton.",
+        "# One program per problem instance: the forward kernel runs every iteration of its solve,",
+        "# a backward kernel one implicit-function-theorem solve. Tiles hold declared shapes padded",
+        "# to powers of two (n_d runtime, BLOCK_d constexpr); reductions mask their padded lanes.",
+        "import triton",
+        "import triton.language as tl",
+        "",
+        f"MINIMIZE = tl.constexpr({plan.kind != 'root'})",
+        f"BOUNDS = tl.constexpr({plan.kind == 'bounds'})",
+        "",
+        "",
+        fill_template(template(parts[0]), values),
+    ]
+    for fn in plan.functions:
+        lines += ["", "", f"# --- {fn.name}: {fn.doc} ---"] + print_function(fn, layout)
+    lines += ["", "", fill_template(template(parts[1]), values)] + adapter_lines(plan, layout)
+    for part in parts[2:]:
+        lines += ["", "", fill_template(template(part), values)]
+    return "\n".join(wrap(line) for line in "\n".join(lines).split("\n")).rstrip() + "\n"
+
+
+def wrap(line: str, width: int = 110) -> str:
+    """Break a long code line after commas inside brackets (never in comments or strings)."""
+    code, sep, comment = line.partition("  # ")
+    if len(line) <= width or code.lstrip().startswith("#") or not code.strip() or '"' in code or "'" in code:
+        return line
+    line = code
+    indent = " " * (len(line) - len(line.lstrip()) + 8)
+    pieces, depth, start = [], 0, 0
+    for i, ch in enumerate(line):
+        depth += (ch in "([") - (ch in ")]")
+        if ch == "," and depth == 1 and line[i + 1: i + 2] == " ":
+            pieces.append(line[start: i + 1])
+            start = i + 2
+    pieces.append(line[start:])
+    out, cur = [], pieces[0]
+    for piece in pieces[1:]:
+        if len(cur) + 1 + len(piece) > width:
+            out.append(cur)
+            cur = indent + piece
+        else:
+            cur += " " + piece
+    return "\n".join(out + [cur + sep + comment])
+
+
+def kernel_name(plan: Plan) -> str:
+    """The forward kernel the executor launches for this plan."""
+    return KERNELS[TEMPLATES[plan.kind]]

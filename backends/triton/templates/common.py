@@ -1,0 +1,137 @@
+# --- template common.py: math helpers, the dense Jacobian and Gaussian elimination ----------
+#: Lines starting "#:" are notes on the template, left out of generated modules.
+#: Placeholders (filled by backends/triton/printer.py): __SIG__ declares, and __ARGS__
+#: passes on, one problem instance's context: its param tiles, the var's size N, the
+#: runtime dims n_*, the constexpr tile sizes BLOCK_* and VAR_BLOCK, and DTYPE.
+INF = tl.constexpr(float("inf"))
+#: No NaN global: Triton checks that a global keeps its value between compilations,
+#: and NaN never equals itself; INF - INF spells NaN where one is needed.
+
+
+@triton.jit
+def is_finite(a):
+    """True where a is neither NaN nor infinite."""
+    return (a == a) & (tl.abs(a) < INF)
+
+
+@triton.jit
+def sign_(a, DTYPE: tl.constexpr):
+    """-1, 0 or 1 with a's sign, in DTYPE (torch.sign)."""
+    return (a > 0).to(DTYPE) - (a < 0).to(DTYPE)
+
+
+@triton.jit
+def log1p_(z):
+    """log(1 + z) accurate for small z (Goldberg's trick; no log1p in Triton's core language)."""
+    u = 1.0 + z
+    safe = tl.where(u == 1.0, 2.0, u)
+    return tl.where(u == 1.0, z, tl.log(safe) * (z / (safe - 1.0)))
+
+
+@triton.jit
+def expm1_(z):
+    """exp(z) - 1 accurate for small z (Kahan's trick)."""
+    u = tl.exp(z)
+    safe = tl.where((u == 1.0) | (u == 0.0), 2.0, u)
+    out = (safe - 1.0) * (z / tl.log(safe))
+    out = tl.where(u == 0.0, -1.0, out)
+    return tl.where(u == 1.0, z, out)
+
+
+@triton.jit
+def tanh_(a, DTYPE: tl.constexpr):
+    """tanh from expm1, accurate near 0 and saturating without overflow."""
+    e = expm1_(-2.0 * tl.abs(a))
+    return sign_(a, DTYPE) * (-e / (2.0 + e))
+
+
+@triton.jit
+def softplus_(a):
+    """log(1 + exp(a)) without overflow (torch.logaddexp(a, 0))."""
+    return tl.maximum(a, 0.0) + log1p_(tl.exp(-tl.abs(a)))
+
+
+@triton.jit
+def pow_(a, b):
+    """a ** b for real a and b: exp(b log|a|), negated for odd integer powers of negative a."""
+    mag = tl.exp(b * tl.log(tl.abs(a)))
+    whole = tl.floor(b) == b
+    odd = whole & ((b - 2.0 * tl.floor(0.5 * b)) == 1.0)
+    # Nested wheres rather than &: the interpreter cannot & a scalar mask into a tile's.
+    signed = tl.where(odd, -mag, mag)
+    out = tl.where(a < 0.0, tl.where(whole, signed, INF - INF), mag)
+    return tl.where(b == 0.0, 1.0, out)
+
+
+@triton.jit
+def logsumexp_(a, AXIS: tl.constexpr):
+    """log(sum(exp(a))) over AXIS (None: all), shifted by the max; -inf lanes add nothing."""
+    top = tl.max(a, axis=AXIS, keep_dims=True)
+    top = tl.where(tl.abs(top) == INF, 0.0, top)  # all -inf, or an inf: no shift, as torch
+    # Summing the kept unit dims drops them: the shift with the reduced shape.
+    return tl.sum(top, axis=AXIS) + tl.log(tl.sum(tl.exp(a - top), axis=AXIS))
+
+
+@triton.jit
+def relative_residual(F, scale):
+    """max|F| / max(1, scale), as optlang.solvers.result.relative_residual."""
+    return tl.max(tl.abs(F), axis=0) / tl.maximum(scale, 1.0)
+
+
+@triton.jit
+def jacobian(x, __SIG__):
+    """The dense Jacobian dF/dx as a [VAR_BLOCK, VAR_BLOCK] tile: column j is the JVP with e_j.
+
+    Padded rows and columns hold the identity, so solves leave padded lanes at 0.
+    """
+    i = tl.arange(0, VAR_BLOCK)
+    lanes = var_lanes(__ARGS__)
+    J = tl.where((i[:, None] == i[None, :]) & (lanes[:, None] == 0), 1.0, 0.0).to(DTYPE)
+    for j in range(0, N):
+        e = (i == j).to(DTYPE)
+        col = jvp_flat(x, e, __ARGS__)
+        J = tl.where(i[None, :] == j, col[:, None], J)
+    return J
+
+
+@triton.jit
+def gauss_solve(A, b, VAR_BLOCK: tl.constexpr, DTYPE: tl.constexpr):
+    """Solve A x = b by Gaussian elimination with partial pivoting; returns (x, singular).
+
+    Rows and columns are picked with tl.where (no dynamic register indexing). The
+    pivot is the first entry of largest magnitude, as LAPACK's getrf. Where a pivot
+    is exactly zero (where getrf reports a singular matrix) its column is skipped
+    and its unknown set to 0, a basic solution rather than torch's minimum-norm
+    least-squares fallback; such systems, and non-finite results, come back flagged.
+    """
+    i = tl.arange(0, VAR_BLOCK)
+    zero_pivots = tl.zeros((VAR_BLOCK,), tl.int32)
+    for k in range(0, VAR_BLOCK):
+        col = tl.sum(tl.where(i[None, :] == k, A, 0.0), axis=1)
+        size = tl.where(i >= k, tl.abs(col), -1.0)
+        p = tl.min(tl.where(size == tl.max(size, axis=0), i, VAR_BLOCK), axis=0)
+        row_k = tl.sum(tl.where(i[:, None] == k, A, 0.0), axis=0)
+        row_p = tl.sum(tl.where(i[:, None] == p, A, 0.0), axis=0)
+        b_k = tl.sum(tl.where(i == k, b, 0.0), axis=0)
+        b_p = tl.sum(tl.where(i == p, b, 0.0), axis=0)
+        A = tl.where(i[:, None] == k, row_p[None, :], tl.where(i[:, None] == p, row_k[None, :], A))
+        b = tl.where(i == k, b_p, tl.where(i == p, b_k, b))
+        pivot = tl.sum(tl.where(i == k, row_p, 0.0), axis=0)
+        zero = pivot == 0.0
+        col = tl.where(i == p, tl.sum(tl.where(i == k, col, 0.0), axis=0), col)
+        factor = tl.where((i > k) & (zero == 0), col / tl.where(zero, 1.0, pivot), 0.0)
+        A = A - factor[:, None] * row_p[None, :]
+        b = b - factor * b_p
+        zero_pivots = tl.where(i == k, zero.to(tl.int32), zero_pivots)
+    x = tl.zeros((VAR_BLOCK,), DTYPE)
+    for kk in range(0, VAR_BLOCK):
+        k = VAR_BLOCK - 1 - kk
+        row = tl.sum(tl.where(i[:, None] == k, A, 0.0), axis=0)
+        done = tl.sum(tl.where(i > k, row * x, 0.0), axis=0)
+        diag = tl.sum(tl.where(i == k, row, 0.0), axis=0)
+        b_k = tl.sum(tl.where(i == k, b, 0.0), axis=0)
+        skip = tl.sum(tl.where(i == k, zero_pivots, 0), axis=0) != 0
+        x_k = tl.where(skip, 0.0, (b_k - done) / tl.where(skip, 1.0, diag))
+        x = tl.where(i == k, x_k, x)
+    singular = (tl.max(zero_pivots, axis=0) != 0) | (tl.min(is_finite(x).to(tl.int32), axis=0) == 0)
+    return x, singular

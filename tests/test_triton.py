@@ -1,0 +1,340 @@
+"""The Triton backend against the PyTorch backend: solutions, gradients, launches, limits, sm_90 builds.
+
+On machines without CUDA the kernels run in Triton's interpreter (tests/conftest.py
+sets TRITON_INTERPRET=1), which executes every tile op in NumPy: sizes stay small.
+"""
+import os
+import pathlib
+import subprocess
+import sys
+import textwrap
+
+import pytest
+import torch
+
+import optlang
+from optlang.backends.triton.executor import TritonExecutor
+
+pytestmark = pytest.mark.triton
+
+ROOT = pathlib.Path(__file__).resolve().parent.parent
+EXAMPLES = ROOT / "examples"
+NAMES = ("ridge", "logistic", "nnls", "box_ls", "kepler")
+DEVICE = "cuda" if torch.cuda.is_available() else "cpu"
+KERNELS = ("newton_kernel", "fista_kernel", "backward_direct_kernel", "backward_cg_kernel")
+
+
+def layer(name):
+    return optlang.compile(EXAMPLES / f"{name}.opt")
+
+
+def data(name, dtype=torch.float64, batch=(3,), seed=0, rows=6, cols=4):
+    """Well-conditioned parameters for each example (a rows x cols matrix), some shared by the batch."""
+    g = torch.Generator().manual_seed(seed)
+    rand = lambda *s: torch.rand(*s, generator=g, dtype=dtype)  # noqa: E731
+    randn = lambda *s: torch.randn(*s, generator=g, dtype=dtype)  # noqa: E731
+    if name == "ridge":
+        out = dict(X=randn(*batch, rows, cols), y=randn(*batch, rows), lam=torch.tensor(0.7, dtype=dtype))
+    elif name == "logistic":
+        out = dict(X=randn(*batch, rows, cols), y=rand(*batch, rows), lam=0.3 + rand(*batch))
+    elif name in ("nnls", "box_ls"):
+        A = randn(*batch, rows, cols)
+        b = (A @ randn(*batch, cols, 1))[..., 0] + 0.1 * randn(*batch, rows)
+        out = dict(A=A, b=b)
+        if name == "box_ls":
+            out.update(lo=-0.4 * torch.ones(cols, dtype=dtype), hi=0.2 + 0.5 * rand(*batch, cols))
+    else:
+        out = dict(M=3 * rand(*batch), e=0.9 * rand(*batch))
+    return {k: v.to(DEVICE) for k, v in out.items()}
+
+
+def run(model, params, backend, **options):
+    """The solution, the gradient of a fixed scalar loss for every param, and the stats."""
+    leaves = {k: v.detach().clone().requires_grad_() for k, v in params.items()}
+    sol = model.solve(**leaves, backend=backend, **options)
+    x = sol[model.plan.var.name]
+    weights = torch.linspace(-1, 1, x.numel(), dtype=x.dtype, device=x.device).reshape(x.shape)
+    loss = (x * weights).sum() + (x * x).sum()
+    grads = torch.autograd.grad(loss, list(leaves.values()))
+    return x.detach(), dict(zip(leaves, grads)), sol.stats
+
+
+def assert_close(got, want):
+    if want.dtype == torch.float64:
+        torch.testing.assert_close(got, want, rtol=1e-9, atol=1e-9)
+    else:
+        scale = max(1.0, float(want.abs().max())) if want.numel() else 1.0
+        torch.testing.assert_close(got, want, rtol=1e-5, atol=1e-5 * scale)
+
+
+@pytest.mark.parametrize("dtype", [torch.float64, torch.float32], ids=["float64", "float32"])
+@pytest.mark.parametrize("name", NAMES)
+def test_forward_and_backward_match_torch(name, dtype):
+    model, params = layer(name), data(name, dtype)
+    x_ref, grads_ref, stats_ref = run(model, params, "torch")
+    x, grads, stats = run(model, params, "triton")
+    assert x.shape == x_ref.shape and x.dtype == dtype
+    assert_close(x, x_ref)
+    for key in params:
+        assert grads[key].shape == params[key].shape
+        assert_close(grads[key], grads_ref[key])
+    assert stats.converged.all() and stats_ref.converged.all()
+    assert stats.iterations.dtype == torch.int64 and stats.iterations.shape == stats_ref.iterations.shape
+    if model.plan.kind != "bounds":  # pgd.py couples the batch's polishing; Newton's counts are per element
+        assert torch.equal(stats.iterations, stats_ref.iterations)
+
+
+@pytest.mark.parametrize("name", ["ridge", "nnls", "box_ls"])
+def test_cg_backward_matches_torch(name):
+    model, params = layer(name), data(name)
+    _, grads_ref, _ = run(model, params, "torch", backward="cg")
+    _, grads, _ = run(model, params, "triton", backward="cg")
+    for key in params:
+        assert_close(grads[key], grads_ref[key])
+
+
+@pytest.mark.parametrize("name", ["ridge", "nnls"])
+def test_gradcheck(name):
+    model = layer(name)
+    params = data(name, batch=(2,), seed=1, rows=3, cols=2)  # 19 (ridge) or 18 inputs: 2 solves each
+    names = list(params)
+    inputs = tuple(params[k].clone().requires_grad_() for k in names)
+
+    def solve(*tensors):
+        return model(**dict(zip(names, tensors)), backend="triton", tol=1e-12)
+
+    assert torch.autograd.gradcheck(solve, inputs, eps=1e-6, atol=1e-6)
+
+
+SPELLINGS = [  # between them, every smooth primitive, each matmul rank pair, axis reductions, sum_to, broadcast
+    "0.5 * sumsq(x - c) + 0.1 * sum(tanh(x)) + 0.05 * sum(softplus(X @ x)) + 0.1 * sum(sigmoid(x))"
+    " + s * sum((1 + square(x - c)) ^ 1.5) + 0.1 * sumsq((X @ x) @ X)",
+    "0.5 * quad(x, transpose(X) @ X + eye[n]) - dot(c, x) + 0.1 * logsumexp(X @ x) + mean(exp(0.3 * (X @ x)))"
+    " + 0.1 * sum(sqrt(1 + square(x))) + 0.1 * sum(x ^ 4)",
+    "0.5 * sumsq(x - c) + 0.1 * sum(sum(X * exp(0.1 * x), axis=0)) + 0.1 * logsumexp(X * x, axis=1) @ ones[m]"
+    " + 0.1 * sum(cos(x)) + 0.1 * sum(log(1 + square(x))) + s * sum(sin(x) / (2 + x * x))",
+]
+
+
+@pytest.mark.parametrize("objective", SPELLINGS, ids=["unary-pow", "matmul-lse", "axis-broadcast"])
+def test_op_spellings_match_torch(objective):
+    model = optlang.compile_string(f"problem p\ndim n, m\nparam X[m, n], c[n], s > 0\nvar x[n]\nminimize {objective}\n")
+    g = torch.Generator().manual_seed(3)
+    params = dict(X=torch.randn(2, 5, 3, generator=g, dtype=torch.float64),
+                  c=torch.randn(2, 3, generator=g, dtype=torch.float64), s=torch.tensor(0.5, dtype=torch.float64))
+    params = {k: v.to(DEVICE) for k, v in params.items()}
+    x_ref, grads_ref, _ = run(model, params, "torch", tol=1e-12)
+    x, grads, _ = run(model, params, "triton", tol=1e-12)
+    assert_close(x, x_ref)
+    for key in params:
+        assert_close(grads[key], grads_ref[key])
+
+
+class Counting:
+    """Stands in for a kernel: counts launches (kernel[grid]) and records their grids."""
+
+    def __init__(self, kernel):
+        self.kernel, self.grids = kernel, []
+
+    def __getitem__(self, grid):
+        self.grids.append(grid)
+        return self.kernel[grid]
+
+
+@pytest.mark.parametrize("name,backward", [("ridge", "direct"), ("nnls", "cg"), ("kepler", "direct")])
+def test_one_launch_forward_one_backward(name, backward, monkeypatch):
+    model, params = layer(name), data(name)
+    module = TritonExecutor().module_for(model.plan)
+    counters = {k: Counting(getattr(module, k)) for k in KERNELS if hasattr(module, k)}
+    for k, counter in counters.items():
+        monkeypatch.setattr(module, k, counter)
+    run(model, params, "triton", backward=backward)
+    launches = {k: c.grids for k, c in counters.items() if c.grids}
+    forward = "fista_kernel" if model.plan.kind == "bounds" else "newton_kernel"
+    assert launches == {forward: [(3,)], f"backward_{backward}_kernel": [(3,)]}
+
+
+def test_broadcast_params_match_torch():
+    # batch (2, 3): X shared by all, y batched over the first dim only (expanded),
+    # lam with the full batch (passed as it is).
+    g = torch.Generator().manual_seed(2)
+    params = dict(X=torch.randn(5, 3, generator=g, dtype=torch.float64),
+                  y=torch.randn(2, 1, 5, generator=g, dtype=torch.float64),
+                  lam=0.2 + torch.rand(2, 3, generator=g, dtype=torch.float64))
+    params = {k: v.to(DEVICE) for k, v in params.items()}
+    model = layer("ridge")
+    x_ref, grads_ref, _ = run(model, params, "torch")
+    x, grads, _ = run(model, params, "triton")
+    assert x.shape == (2, 3, 3)
+    assert_close(x, x_ref)
+    for key in params:
+        assert grads[key].shape == params[key].shape
+        assert_close(grads[key], grads_ref[key])
+
+
+def test_rank0_var_without_batch():
+    model = layer("kepler")
+    M = torch.tensor(1.3, dtype=torch.float64, device=DEVICE)
+    e = torch.tensor(0.6, dtype=torch.float64, device=DEVICE)
+    x_ref, grads_ref, _ = run(model, dict(M=M, e=e), "torch")
+    x, grads, stats = run(model, dict(M=M, e=e), "triton")
+    assert x.shape == () and stats.converged.shape == ()
+    assert abs(float(x - e * torch.sin(x) - M)) < 1e-12
+    assert_close(x, x_ref)
+    for key in ("M", "e"):
+        assert_close(grads[key], grads_ref[key])
+
+
+def test_nonconvergence_is_reported_like_torch():
+    model, params = layer("logistic"), data("logistic")
+    with pytest.warns(RuntimeWarning, match="did not converge"):
+        sol = model.solve(**params, backend="triton", max_iter=1)
+    ref = model.solve(**params, backend="torch", max_iter=1, warn=False)
+    assert not sol.stats.converged.any()
+    assert torch.equal(sol.stats.iterations, ref.stats.iterations)
+    assert_close(sol.stats.residual, ref.stats.residual)
+
+
+def test_singular_backward_warns_and_skips_zero_pivots():
+    # F = c E^2 has its root at E = 0, where dF/dE = 0: the adjoint system is singular.
+    model = optlang.compile_string("problem sq\nparam c\nvar E\nroot c * E * E\n")
+    c = torch.tensor([1.0, 2.0], dtype=torch.float64, device=DEVICE, requires_grad=True)
+    with pytest.warns(RuntimeWarning, match=r"singular Jacobian .* elements \[\[0\], \[1\]\]"):
+        model(c=c, backend="triton").sum().backward()
+    assert torch.equal(c.grad, torch.zeros_like(c))
+
+
+def test_user_names_cannot_collide_with_generated_ones():
+    # Each generated name has a prefix of its own: p_X's pointer is ptr_p_X (not p_X_ptr,
+    # which param X_ptr would own), and the var's flat tile is VAR_BLOCK (dim N owns BLOCK_N).
+    model = optlang.compile_string("problem clash\ndim N\nparam X_ptr[N], X[N], bs > 0\nvar new[N]\n"
+                                   "minimize 0.5 * sumsq(new - X) + 0.5 * bs * sumsq(new - X_ptr)\n")
+    g = torch.Generator().manual_seed(4)
+    params = {k: torch.randn(2, 3, generator=g, dtype=torch.float64).to(DEVICE) for k in ("X_ptr", "X")}
+    params["bs"] = torch.tensor([0.5, 2.0], dtype=torch.float64, device=DEVICE)
+    x, grads, _ = run(model, params, "triton")
+    bs = params["bs"][:, None]
+    assert_close(x, (params["X"] + bs * params["X_ptr"]) / (1 + bs))
+    x_ref, grads_ref, _ = run(model, params, "torch")
+    for key in params:
+        assert_close(grads[key], grads_ref[key])
+
+
+def test_tiles_above_the_cap_raise_call_error():
+    model = layer("ridge")
+    X = torch.randn(2, 200, dtype=torch.float64, device=DEVICE)
+    with pytest.raises(optlang.CallError, match=r'Jacobian is 256 x 256 .* cap of 16384 .* backend="torch"'):
+        model(X=X, y=torch.zeros(2, dtype=torch.float64, device=DEVICE), lam=1.0, backend="triton")
+
+
+def test_params_of_rank_above_two_raise_call_error():
+    model = optlang.compile_string("problem t\ndim n\nparam T[n, n, n], c[n]\nvar x[n]\n"
+                                   "minimize 0.5 * sumsq(x - c) + sum(sum(T, axis=0) @ x)\n")
+    with pytest.raises(optlang.CallError, match=r"param 'T' has rank 3.*backend=\"torch\""):
+        model(T=torch.zeros(2, 2, 2, device=DEVICE), c=torch.zeros(2, device=DEVICE), backend="triton")
+
+
+def _python(script, **env) -> subprocess.CompletedProcess:
+    """Run a script (text, or a file's path) in a fresh interpreter, compiling for real: no TRITON_INTERPRET."""
+    environ = {k: v for k, v in os.environ.items() if k != "TRITON_INTERPRET"}
+    environ.update(env)
+    args = [str(script)] if isinstance(script, pathlib.Path) else ["-c", textwrap.dedent(script)]
+    return subprocess.run([sys.executable, *args], capture_output=True, text=True, cwd=ROOT, env=environ,
+                          timeout=600)
+
+
+def test_printing_is_deterministic_and_needs_no_triton():
+    proc = _python(f"""
+        import sys
+        sys.modules["triton"] = None  # importing triton now fails
+        from optlang.passes.pipeline import run
+        from optlang.backends.triton.printer import print_plan
+        for name in {NAMES!r}:
+            plan = run(open(f"examples/{{name}}.opt").read(), name).plan
+            first, second = print_plan(plan), print_plan(plan)
+            assert first == second and "@triton.jit" in first, name
+            compile(first, name, "exec")
+        print("printed")
+    """)
+    assert proc.returncode == 0 and "printed" in proc.stdout, proc.stderr
+
+
+AOT = """
+    import concurrent.futures, sys, torch, optlang
+    import triton, triton.language as tl
+    from triton.backends.compiler import GPUTarget
+    from optlang.backends.triton.executor import TritonExecutor
+    from optlang.backends.triton.printer import next_pow2
+
+    TARGET = GPUTarget("cuda", 90, 128)  # Hopper (H100/H200); ptxas ships in the triton wheel
+    POINTERS = {"converged_ptr": "*i8", "flag_ptr": "*i8", "iterations_ptr": "*i32"}
+
+    @triton.jit
+    def probe(x_ptr):
+        tl.store(x_ptr, tl.load(x_ptr) + 1.0)
+
+    try:
+        triton.compile(triton.compiler.ASTSource(fn=probe, signature={"x_ptr": "*fp32"}), target=TARGET)
+    except Exception as exc:  # no CUDA toolchain in this triton install
+        print("SKIP", type(exc).__name__, exc)
+        sys.exit(0)
+    jobs = []
+    for name, source, dims, kernels in CASES:
+        plan = optlang.compile_string(source, name).plan
+        module = TritonExecutor().module_for(plan)
+        n = next_pow2(dims.get(plan.var.shape[0], 1) if plan.var.shape else 1)
+        for kernel_name in kernels:
+            kernel = getattr(module, kernel_name, None)
+            if kernel is None:
+                continue
+            for dtype, fp in ((tl.float64, "fp64"), (tl.float32, "fp32")):
+                signature, constexprs = {}, {"DTYPE": dtype, "VAR_BLOCK": n}
+                for p in kernel.params:
+                    if p.is_constexpr:
+                        signature[p.name] = "constexpr"
+                    elif p.name.endswith("_ptr") or p.name.startswith(("ptr_", "grad_")):
+                        signature[p.name] = POINTERS.get(p.name, "*" + fp)
+                    else:
+                        signature[p.name] = "i32"
+                constexprs.update({f"BLOCK_{d}": next_pow2(v) for d, v in dims.items()})
+                constexprs.update({k: v for k, v in (("EPS", 1e-7), ("TINY", 1e-30)) if k in signature})
+                source = triton.compiler.ASTSource(fn=kernel, signature=signature, constexprs=constexprs)
+                jobs.append(((name, kernel_name, fp), source))
+
+    def build(job):
+        label, source = job
+        assert triton.compile(source, target=TARGET).asm["cubin"], label
+        return label
+
+    # ptxas runs as a subprocess: two threads keep two cores busy.
+    with concurrent.futures.ThreadPoolExecutor(2) as pool:
+        for label in pool.map(build, jobs):
+            print("compiled", *label)
+"""
+
+
+def test_kernels_compile_for_sm90(tmp_path):
+    """Ahead-of-time builds for a Hopper GPU: no driver needed, only the wheel's LLVM and ptxas.
+
+    Every kernel of every example, and the forward and direct backward kernels of
+    the op-spelling problems, in float64 and float32.
+    """
+    dims = {"ridge": {"n": 6, "d": 4}, "logistic": {"n": 6, "d": 3}, "nnls": {"m": 6, "n": 4},
+            "box_ls": {"m": 6, "n": 4}, "kepler": {}}
+    cases = [(name, (EXAMPLES / f"{name}.opt").read_text(), dims[name], KERNELS) for name in NAMES]
+    cases += [(f"spelling{i}", f"problem p\ndim n, m\nparam X[m, n], c[n], s > 0\nvar x[n]\nminimize {objective}\n",
+               {"n": 3, "m": 5}, KERNELS[:3]) for i, objective in enumerate(SPELLINGS)]
+    script = tmp_path / "aot.py"  # @triton.jit reads its source from a file
+    script.write_text(f"CASES = {cases!r}\n" + textwrap.dedent(AOT))
+    proc = _python(script, TRITON_DEFAULT_FP_FUSION="0")  # as the executor's launches
+    if proc.returncode == 0 and proc.stdout.startswith("SKIP"):
+        pytest.skip(proc.stdout.strip())
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    built = [line.split()[1:] for line in proc.stdout.splitlines() if line.startswith("compiled")]
+    forward = {"ridge": "newton_kernel", "logistic": "newton_kernel", "nnls": "fista_kernel",
+               "box_ls": "fista_kernel", "kepler": "newton_kernel", "spelling0": "newton_kernel",
+               "spelling1": "newton_kernel", "spelling2": "newton_kernel"}
+    for name, kernel in forward.items():
+        for fp in ("fp64", "fp32"):
+            assert [name, kernel, fp] in built and [name, "backward_direct_kernel", fp] in built
+            assert name in ("kepler",) or name.startswith("spelling") or [name, "backward_cg_kernel", fp] in built
