@@ -12,6 +12,7 @@ from optlang.syntax import ast
 
 SOLVERS = ("auto", "newton", "pgd", "fista", "ipm", "admm", "anderson")
 BACKWARDS = ("auto", "direct", "cg", "gmres", "neumann", "unroll")
+RESERVED_PARAM_NAMES = ("backend", "backward", "max_iter", "solver", "tol", "warn")
 OPTION_KINDS = {"solver": str, "backward": str, "tol": float, "max_iter": int}
 
 
@@ -24,6 +25,13 @@ def check_declarations(program: ast.Program, dims, params, vars_) -> None:
             "declare what to solve for with `var NAME[shape]`",
         )
     _check_dims_bound(program, dims, params)
+    for p in params:
+        if p.name in RESERVED_PARAM_NAMES:
+            raise OptError(
+                f"'{p.name}' cannot name a param: calls use it for an option",
+                p.span,
+                f"rename the param; {', '.join(RESERVED_PARAM_NAMES)} are keyword arguments of every call",
+            )
     for decl in program.decls:
         if isinstance(decl, ast.DimDecl) and decl.value is not None and decl.value < 1:
             raise OptError(f"dim '{decl.name.id}' must be a positive integer, found {decl.value}", decl.span, "")

@@ -7,7 +7,7 @@ compared), so equal subexpressions are one node: the lowering shares them.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from typing import Union
 
 from optlang.errors import Span
@@ -144,6 +144,19 @@ class ExpandDims:
 
 
 Expr = Union[Input, Const, DimSize, Fill, Eye, Elementwise, MatMul, Transpose, Reduce, Broadcast, SumTo, ExpandDims]
+
+
+def _cached_hash(self) -> int:
+    """The structural hash, computed once per node: the generated one re-walks the whole tree."""
+    cached = self.__dict__.get("_hash")
+    if cached is None:
+        cached = hash((type(self).__name__,) + tuple(getattr(self, f.name) for f in fields(self) if f.compare))
+        object.__setattr__(self, "_hash", cached)
+    return cached
+
+
+for _cls in (Input, Const, DimSize, Fill, Eye, Elementwise, MatMul, Transpose, Reduce, Broadcast, SumTo, ExpandDims):
+    _cls.__hash__ = _cached_hash
 
 
 def children(e: Expr) -> tuple:

@@ -9,14 +9,14 @@ Everything here is deterministic: declaration order, then post-order.
 from __future__ import annotations
 
 from optlang.ir.nodes import (Broadcast, Const, DimSize, Elementwise, ExpandDims, Eye, Fill, Input, MatMul,
-                              Problem, Reduce, SumTo, Transpose)
+                              Problem, Reduce, SumTo, Transpose, children)
 from optlang.ir.shapes import fmt
-from optlang.ir.walk import postorder
 
 # Binding strength, loosest first, as in grammar/opt.lark.
 SUM, PRODUCT, UNARY, POWER, POSTFIX, ATOM = range(1, 7)
 INFIX = {"add": ("+", SUM), "sub": ("-", SUM), "mul": ("*", PRODUCT), "div": ("/", PRODUCT)}
 LEAVES = (Input, Const, DimSize, Fill, Eye)
+SHORT = 100  # `optlang ir` lists the tensor subexpressions up to this long (longer ones combine listed ones)
 
 
 def format_number(value: float) -> str:
@@ -31,83 +31,134 @@ def format_number(value: float) -> str:
     return text
 
 
-def format_expr(e, names: dict | None = None) -> str:
-    """An expression in infix form; `names` maps nodes (or Input roles) to the text printed for them."""
-    return _fmt(e, names or {})[0]
+def format_expr(e, temps: dict | None = None, directions: dict | None = None, limit: int | None = None) -> str:
+    """An expression in infix form; `temps` maps nodes to names printed instead, `directions` roles to names.
+
+    `directions` names the tangent and cotangent inputs ({"tangent": "v"});
+    without it they print under the var's name.
+
+    Iterative, so expressions nested thousands deep print; with `limit`, the
+    text stops after about that many characters and ends in "...".
+    """
+    names = (temps or {}, directions or {})
+    out, size = [], 0
+    stack = [(e, 0)]  # pieces still to print, last first: text, or (node, binding it needs)
+    while stack:
+        item = stack.pop()
+        if isinstance(item, tuple):
+            node, need = item
+            own, parts = _pieces(node, names)
+            stack.extend(reversed(parts if own >= need else ["(", *parts, ")"]))
+            continue
+        out.append(item)
+        size += len(item)
+        if limit is not None and size > limit:
+            return "".join(out)[:limit] + "..."
+    return "".join(out)
 
 
-def input_name(node: Input, names: dict) -> str:
-    """The text of an input: its name, or what `names` gives for its role ("tangent" -> "v")."""
-    return names.get(node.role, node.name) if node.role in ("tangent", "cotangent") else node.name
-
-
-def _fmt(e, names: dict) -> tuple:
-    """(text, binding strength) of `e`."""
-    if e in names:
-        return names[e], ATOM
-    if isinstance(e, Input):
-        return input_name(e, names), ATOM
-    if isinstance(e, Const):
-        text = format_number(e.value)
-        return text, UNARY if text.startswith("-") else ATOM
-    if isinstance(e, DimSize):
-        return str(e.dim), ATOM
-    if isinstance(e, Fill):
-        kind = {0.0: "zeros", 1.0: "ones"}.get(e.value)
-        return (f"{kind}{fmt(e.shape)}" if kind else f"fill({format_number(e.value)}, {fmt(e.shape)})"), ATOM
-    if isinstance(e, Eye):
-        return f"eye[{e.n}]", ATOM
+def _pieces(e, names: tuple) -> tuple:
+    """(binding strength of e, its pieces: text, or (operand, the binding the operand needs))."""
+    temps, directions = names
+    if temps and e in temps:  # only when there are temps: a node's hash recurses through its operands
+        return ATOM, [temps[e]]
+    if isinstance(e, LEAVES):
+        text = _leaf(e, directions)
+        return (UNARY if text.startswith("-") else ATOM), [text]
     if isinstance(e, Elementwise):
-        return _elementwise(e, names)
+        return _elementwise(e)
     if isinstance(e, MatMul):
-        return f"{_at(e.a, PRODUCT, names)} @ {_at(e.b, UNARY, names)}", PRODUCT
+        return PRODUCT, [(e.a, PRODUCT), " @ ", (e.b, UNARY)]
     if isinstance(e, Transpose):
-        return f"{_at(e.a, POSTFIX, names)}'", POSTFIX
+        return POSTFIX, [(e.a, POSTFIX), "'"]
     if isinstance(e, Reduce):
-        axis = "" if e.axis is None else f", axis={e.axis}"
-        return f"{e.op}({format_expr(e.a, names)}{axis})", ATOM
+        return ATOM, [f"{e.op}(", (e.a, 0), "" if e.axis is None else f", axis={e.axis}", ")"]
     if isinstance(e, (Broadcast, SumTo)):
-        what = "broadcast" if isinstance(e, Broadcast) else "sum_to"
-        return f"{what}({format_expr(e.a, names)}, {fmt(e.shape)})", ATOM
+        return ATOM, ["broadcast(" if isinstance(e, Broadcast) else "sum_to(", (e.a, 0), f", {fmt(e.shape)})"]
     if isinstance(e, ExpandDims):
-        return f"expand_dims({format_expr(e.a, names)}, axis={e.axis})", ATOM
+        return ATOM, ["expand_dims(", (e.a, 0), f", axis={e.axis})"]
     raise AssertionError(f"no text for IR node {type(e).__name__}")
 
 
-def _elementwise(e: Elementwise, names: dict) -> tuple:
+def _leaf(e, directions: dict) -> str:
+    if isinstance(e, Input):
+        return directions.get(e.role, e.name)
+    if isinstance(e, Const):
+        return format_number(e.value)
+    if isinstance(e, DimSize):
+        return str(e.dim)
+    if isinstance(e, Fill):
+        kind = {0.0: "zeros", 1.0: "ones"}.get(e.value)
+        return f"{kind}{fmt(e.shape)}" if kind else f"fill({format_number(e.value)}, {fmt(e.shape)})"
+    return f"eye[{e.n}]"
+
+
+def _elementwise(e: Elementwise) -> tuple:
     if e.op in INFIX:
         sym, level = INFIX[e.op]
         right = e.args[1]
         # Left-associative: the right operand binds tighter, except that a + (b + c)
         # and a * (b * c) print without parentheses (same value, easier to read).
         loose = isinstance(right, Elementwise) and right.op == e.op and e.op in ("add", "mul")
-        return f"{_at(e.args[0], level, names)} {sym} {_at(right, level if loose else level + 1, names)}", level
+        return level, [(e.args[0], level), f" {sym} ", (right, level if loose else level + 1)]
     if e.op == "negate":
-        return f"-{_at(e.args[0], UNARY, names)}", UNARY
+        return UNARY, ["-", (e.args[0], UNARY)]
     if e.op == "pow":
         # Right-associative, and the exponent may be a unary: x^-2.
-        return f"{_at(e.args[0], POSTFIX, names)}^{_at(e.args[1], UNARY, names)}", POWER
-    return f"{e.op}({', '.join(format_expr(a, names) for a in e.args)})", ATOM
-
-
-def _at(e, level: int, names: dict) -> str:
-    """The text of `e` as an operand that must bind at least as tightly as `level`."""
-    text, own = _fmt(e, names)
-    return text if own >= level else f"({text})"
+        return POWER, [(e.args[0], POSTFIX), "^", (e.args[1], UNARY)]
+    parts = [f"{e.op}("]
+    for i, a in enumerate(e.args):
+        parts += ([", "] if i else []) + [(a, 0)]
+    return ATOM, parts + [")"]
 
 
 def split_terms(e) -> list:
     """The top-level terms of a sum, with their signs: [("+", t1), ("-", t2), ...]."""
-    if isinstance(e, Elementwise) and e.op in ("add", "sub"):
-        left = split_terms(e.args[0])
-        sign = "+" if e.op == "add" else "-"
-        return left + [(sign, e.args[1])]
-    return [("+", e)]
+    terms = []
+    while isinstance(e, Elementwise) and e.op in ("add", "sub"):
+        terms.append(("+" if e.op == "add" else "-", e.args[1]))
+        e = e.args[0]
+    return [("+", e)] + terms[::-1]
 
 
-def tensor_subexpressions(*roots) -> list:
-    """The distinct compound subexpressions that are not scalars, operands first."""
-    return [n for n in postorder(*roots) if not isinstance(n, LEAVES) and tuple(n.shape) != ()]
+def tensor_subexpressions(root) -> list:
+    """(text, shape) of each compound non-scalar subexpression up to SHORT long, operands first, texts once.
+
+    Walks by object identity and builds each text from its operands' texts,
+    never hashing IR nodes (a node's hash recurses through its operands).
+    """
+    short: dict = {}  # id(node) -> its text, or None when longer than SHORT
+    texts, out = set(), []
+    stack = [(root, False)]
+    while stack:
+        node, expanded = stack.pop()
+        if not expanded:
+            if id(node) not in short:
+                short[id(node)] = None
+                stack.append((node, True))
+                stack.extend((c, False) for c in reversed(children(node)))
+            continue
+        text = short[id(node)] = _short_text(node, short)
+        if text is not None and not isinstance(node, LEAVES) and tuple(node.shape) != () and text not in texts:
+            texts.add(text)
+            out.append((text, node.shape))
+    return out
+
+
+def _short_text(node, short: dict) -> str | None:
+    """The text of `node` from its operands' texts in `short`; None if longer than SHORT."""
+    buf = []
+    for piece in _pieces(node, ({}, {}))[1]:
+        if isinstance(piece, str):
+            buf.append(piece)
+            continue
+        child, need = piece
+        text = short[id(child)]
+        if text is None:
+            return None
+        buf.append(text if _pieces(child, ({}, {}))[0] >= need else f"({text})")
+    text = "".join(buf)
+    return text if len(text) <= SHORT else None
 
 
 def columns(rows: list, indent: str = "  ", sep: str = "  ") -> list:
@@ -164,19 +215,20 @@ def _statement(problem: Problem) -> list:
     tensors = tensor_subexpressions(e)
     if tensors:
         out.append("  tensor subexpressions")
-        out.extend(columns([[format_expr(t), ": " + fmt(t.shape)] for t in tensors], "    "))
+        out.extend(columns([[text, ": " + fmt(shape)] for text, shape in tensors], "    "))
     return out + [""]
 
 
 def _constraints(problem: Problem) -> list:
     if not problem.constraints:
         return []
+    labelled = any(con.label for con in problem.constraints)
     rows = []
     for con in problem.constraints:
         rel = "<= 0" if con.kind == "ineq" else "== 0"
-        label = f"{con.label}:" if con.label else ""
-        rows.append([label, f"{format_expr(con.expr)} {rel}", ": " + fmt(con.expr.shape), _class(con),
-                     _line(con.span)])
+        label = [f"{con.label}:" if con.label else ""] if labelled else []
+        rows.append(label + [f"{format_expr(con.expr)} {rel}", ": " + fmt(con.expr.shape), _class(con),
+                             _line(con.span)])
     return ["subject to  (normalized: g <= 0, h == 0)"] + columns(rows) + [""]
 
 
