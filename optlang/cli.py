@@ -8,7 +8,6 @@ subcommand that needs them, so `--help` answers at once.
 from __future__ import annotations
 
 import argparse
-import contextlib
 import sys
 import textwrap
 
@@ -16,7 +15,6 @@ from optlang import __version__
 from optlang.errors import CallError, OptError
 
 OK, USER_ERROR, USAGE = 0, 1, 2
-MAX_DEPTH = 10_000  # the recursion limit while a command runs, as in passes/pipeline.py
 
 EPILOG = """\
 exit status: 0 success, 1 a problem in the .opt file or the data (printed to
@@ -119,6 +117,8 @@ def main(argv=None) -> int:
         print("optlang: error: a command is required (check, ir, conditions, emit, solve)", file=sys.stderr)
         return USAGE
     try:
+        from optlang.passes.pipeline import deep_expressions
+
         with deep_expressions(getattr(args, "file", None) or "optlang"):
             return COMMANDS[args.command](args)
     except (OptError, CallError, UserError) as exc:
@@ -127,20 +127,6 @@ def main(argv=None) -> int:
     except BrokenPipeError:  # `optlang emit f.opt | head`: the reader left, which is not an error
         _silence_stdout()
         return OK
-
-
-@contextlib.contextmanager
-def deep_expressions(where: str):
-    """Room for deeply nested expressions (a long sum nests one level per term): IR nodes hash recursively."""
-    old = sys.getrecursionlimit()
-    sys.setrecursionlimit(max(old, MAX_DEPTH))
-    try:
-        yield
-    except RecursionError:
-        raise UserError(where, "an expression is nested too deeply to print; split it with `let` into named "
-                        "parts") from None
-    finally:
-        sys.setrecursionlimit(old)
 
 
 def _silence_stdout() -> None:

@@ -36,14 +36,14 @@ MAX_DEPTH = 10_000  # recursion limit while compiling: long sums nest one level 
 
 
 @contextlib.contextmanager
-def _deep_expressions(name: str):
+def deep_expressions(name: str):
     """Allow deeply nested expressions, and report the ones past even that as an OptError."""
     old = sys.getrecursionlimit()
     sys.setrecursionlimit(max(old, MAX_DEPTH))
     try:
         yield
     except RecursionError:
-        raise OptError(f"{name}: an expression is nested too deeply to compile",
+        raise OptError(f"{name}: an expression is nested too deeply",
                        detail="split it with `let` into named parts") from None
     finally:
         sys.setrecursionlimit(old)
@@ -51,13 +51,13 @@ def _deep_expressions(name: str):
 
 def check_source(text: str, name: str = "<string>"):
     """Parse and type-check only (what `optlang check` and `optlang ir` need)."""
-    with _deep_expressions(name):
+    with deep_expressions(name):
         return build(parse(text, name))
 
 
 def run(text: str, name: str = "<string>") -> Stages:
     """Run every pass; raises OptError (with file:line:col) on the first problem."""
-    with _deep_expressions(name):
+    with deep_expressions(name):
         return _run(text, name)
 
 
