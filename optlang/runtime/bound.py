@@ -28,7 +28,7 @@ class BoundProblem:
         self.like = torch.empty((), dtype=dtype, device=device)
 
     # -- plumbing -------------------------------------------------------------
-    def _call(self, name: str, x=None, direction=None, params=None, extra_batch: int = 0):
+    def _call(self, name: str, x=None, direction=None, params=None):
         fn = getattr(self.module, name)
         spec = self.plan.function(name)
         params = self.params if params is None else params
@@ -53,12 +53,6 @@ class BoundProblem:
     # -- what solvers call ------------------------------------------------------
     def residual(self, x):
         return self._flat(self._call("residual", x), x.shape[:-1])
-
-    def jvp(self, x, v):
-        return self._flat(self._call("jvp_x", x, v), x.shape[:-1])
-
-    def vjp_x(self, x, u):
-        return self._flat(self._call("vjp_x", x, u), x.shape[:-1])
 
     def objective(self, x):
         out = torch.as_tensor(self._call("objective", x), dtype=self.dtype, device=self.device)
