@@ -17,6 +17,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import optlang
+from optlang.runtime import executor as torch_executor
 from optlang.backends.torch.printer import print_plan
 from optlang.runtime import cache
 from problems import BY_NAME, PROBLEMS, case, check_gradients, grads, layer, make_case, rel_err
@@ -373,6 +374,7 @@ def _cache_files(folder):
 def test_same_source_gives_one_cached_file(tmp_path, monkeypatch):
     monkeypatch.setenv("OPTLANG_CACHE_DIR", str(tmp_path))
     monkeypatch.setattr(cache, "_modules", {})  # forget what this process already imported
+    monkeypatch.setattr(torch_executor, "_modules", {})  # and which plans it already printed
     path = BY_NAME["kepler"].path
     first, second = optlang.compile(path), optlang.compile(path)
     E1, E2 = first(M=1.0, e=0.5), second(M=1.0, e=0.5)

@@ -14,7 +14,7 @@ import optlang
 from optlang.ir import algebra as A
 from optlang.ir.nodes import Input
 from optlang.ir.primitives import ELEMENTWISE, sympy_partials
-from optlang.runtime.layer import _torch_module
+from optlang.runtime.executor import TorchExecutor
 
 HEADER = """problem sym
 dim n, m
@@ -66,7 +66,7 @@ def _data(seed, dtype=torch.float64):
 
 def _functions(objective_text):
     layer = optlang.compile_string(HEADER + "minimize " + objective_text + "\n", "sym.opt", backend="torch")
-    return layer.plan, _torch_module(layer.plan)
+    return layer.plan, TorchExecutor().module_for(layer.plan)
 
 
 @given(expr=st.tuples(scalar(2), scalar(1)).map(lambda t: f"{t[0]} + 0.5 * ({t[1]}) + 0.1 * sumsq(x)"),

@@ -18,10 +18,23 @@ def backward_method(plan, n: int, requested: str) -> str:
     return "cg"
 
 
+_modules: dict = {}  # plan -> generated module: printing and hashing happen once per plan
+
+
 class TorchExecutor:
     """Runs a plan's forward and backward with the PyTorch backend's generated functions."""
 
     name = "torch"
+
+    def module_for(self, plan):
+        """The generated module for a plan: printed, cached on disk by content hash, imported."""
+        module = _modules.get(plan)
+        if module is None:
+            from optlang.backends.torch.printer import print_plan
+            from optlang.runtime import cache
+
+            module = _modules.setdefault(plan, cache.load(print_plan(plan), "torch"))
+        return module
 
     def solve(self, bound, options: dict):
         plan = bound.plan

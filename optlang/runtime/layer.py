@@ -97,7 +97,7 @@ class Layer(torch.nn.Module):
         device = some.device if some is not None else torch.device("cpu")
         options = self._options(call_options, dtype)
         executor = self._executor(backend, device)
-        module = executor.module_for(self.plan) if hasattr(executor, "module_for") else _torch_module(self.plan)
+        module = executor.module_for(self.plan)
         names = tuple(p.name for p in self.plan.params)
 
         def make_bound(tensors):
@@ -162,13 +162,6 @@ def _check_backend(backend):
     if backend is not None and backend not in BACKENDS:
         raise CallError(f"unknown backend {backend!r}; use 'torch' or 'triton'")
     return backend
-
-
-def _torch_module(plan):
-    from optlang.backends.torch.printer import print_plan
-    from optlang.runtime import cache
-
-    return cache.load(print_plan(plan), "torch")
 
 
 def _caller_stacklevel() -> int:
