@@ -5,15 +5,29 @@ from dataclasses import dataclass
 
 import torch
 
+# Per-element outcome codes, `SolveResult.status` holds their index.
+STATUS = ("converged", "max_iter", "infeasible", "unbounded", "failed")
+CONVERGED, MAX_ITER, INFEASIBLE, UNBOUNDED, FAILED = range(len(STATUS))
+
 
 @dataclass
 class SolveResult:
-    """`x` is the flat state (*batch, N); the stats have the batch shape."""
+    """`x` is the flat state (*batch, N); the stats have the batch shape.
+
+    `status` (int64, codes in STATUS) says why an element stopped; None means
+    "converged" where `converged`, else "max_iter".
+    """
 
     x: torch.Tensor
     converged: torch.Tensor  # bool
     iterations: torch.Tensor  # int64
     residual: torch.Tensor  # the relative residual at the end
+    status: torch.Tensor | None = None
+
+    def status_codes(self) -> torch.Tensor:
+        if self.status is not None:
+            return self.status
+        return torch.where(self.converged, CONVERGED, MAX_ITER).to(torch.int64)
 
 
 def default_tol(dtype) -> float:
