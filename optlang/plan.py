@@ -27,7 +27,7 @@ class Arg:
     """A function argument: `name` is the generated identifier (x_w, p_X, v_w, u_w)."""
 
     name: str
-    role: str  # "var" | "param" | "tangent" | "cotangent"
+    role: str  # "var" | "dual" | "param" | "tangent" | "cotangent" | "step"
     source_name: str
     shape: tuple
 
@@ -56,13 +56,26 @@ class Plan:
 
     problem: str
     source_name: str
-    kind: str  # "smooth" | "bounds" | "root"
-    var: object  # nodes.VarInfo
+    kind: str  # "smooth" | "prox" | "kkt" | "root"
+    vars: tuple  # nodes.VarInfo
+    state: tuple  # conditions.StateBlock: the solver's flat state, vars first, then duals (kkt)
+    residual_blocks: tuple  # ((name, shape), ...): the residual's blocks (the cotangent's layout)
     params: tuple  # nodes.ParamInfo
     dims: tuple  # nodes.DimInfo
     functions: tuple  # Function
     options: tuple  # ((key, value), ...): solver, backward, tol, max_iter as declared
     choices: tuple = field(default=())  # ((what, choice, why), ...) from `select`
+    sense: str = ""  # "maximize" or "fixed_point" where normalize rewrote the statement
+    affine_constraints: bool = True  # kkt: every constraint is affine (the IPM's linearization is exact)
+
+    @property
+    def var(self):
+        """The one var (backends that handle a single var only)."""
+        return self.vars[0]
+
+    @property
+    def duals(self) -> tuple:
+        return tuple(b for b in self.state if b.kind != "var")
 
     def function(self, name: str) -> Function | None:
         return next((f for f in self.functions if f.name == name), None)

@@ -62,8 +62,19 @@ def test_numbers():
 
 
 def test_direction_names_avoid_declared_names():
-    problem = check_source("problem p\nparam v, u\nvar x\nroot x - v - u\n", "p.opt")
-    assert direction_names(problem) == {"tangent": "v_", "cotangent": "u_"}
+    cond = run("problem p\nparam v, u\nvar x\nroot x - v - u\n", "p.opt").functions.conditions
+    assert direction_names(cond) == {"tangent": "v_", "cotangent": "u_"}
+
+
+def test_direction_names_of_several_blocks():
+    src = ("problem p\ndim n\nparam c[n]\nvar x[n], y\nminimize sumsq(x - c) + y^2\nsubject to\n"
+           "  budget: sum(x) == y\n  x >= 0\n")
+    cond = run(src, "p.opt").functions.conditions
+    assert direction_names(cond) == {
+        ("dual", "budget"): "budget", ("dual", "1"): "lam1",
+        ("tangent", "x"): "v_x", ("cotangent", "x"): "u_x", ("tangent", "y"): "v_y", ("cotangent", "y"): "u_y",
+        ("tangent", "budget"): "v_budget", ("cotangent", "budget"): "u_budget", ("tangent", "1"): "v_lam1",
+        ("cotangent", "1"): "u_lam1"}
 
 
 def test_shared_nodes_counts_uses():

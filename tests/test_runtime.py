@@ -245,7 +245,8 @@ def test_concurrent_calls_from_threads_match_sequential_calls():
 
 # -- non-convergence: stats and a warning, never an exception ---------------------------------------
 def _warning(problem, sol, bad, tol):
-    return (f"optlang: problem '{problem}' did not converge at batch elements {bad} (max relative residual "
+    return (f"optlang: problem '{problem}' did not converge at batch elements {bad} ({len(bad)} max_iter; "
+            f"max relative residual "
             f"{float(sol.stats.residual.max()):.3g}, tol {tol:.3g}); see .stats")
 
 
@@ -346,7 +347,7 @@ ERRORS = [
     ("not a number", "ridge", dict(X=X53, y=y5, lam="1"),
      "parameter 'lam': expected a tensor or a number, found str"),
     ("cg for a root problem", "kepler", dict(M=1.0, e=0.5, backward="cg"),
-     'backward "cg" is not supported for this root problem yet; use "auto", "direct"'),
+     'backward "cg" is not available for this root problem; use "auto", "direct", "gmres", "unroll"'),
 ]
 
 

@@ -44,6 +44,7 @@ REDUCE = {
     "norm1": "{a}.abs().sum(dim={dims})",
     "norm2": "torch.linalg.vector_norm({a}, 2, dim={dims})",
     "norminf": "{a}.abs().amax(dim={dims})",
+    "simplex_tau": "simplex_tau({a}, {dims})",
 }
 
 
@@ -147,7 +148,7 @@ def print_plan(plan: Plan) -> str:
         "# Every function takes tensors with any leading batch dims; declared dims count from the right.",
         "import torch",
         "",
-        "from optlang.backends.torch.support import broadcast_to, eye, full, mask, sum_to",
+        "from optlang.backends.torch.support import broadcast_to, eye, full, mask, simplex_tau, sum_to",
         "",
     ]
     for fn in plan.functions:

@@ -47,3 +47,18 @@ def eye(n: int, like: torch.Tensor):
 def mask(cond, like):
     """A 0/1 tensor of `like`'s dtype."""
     return cond.to(like.dtype) if isinstance(like, torch.Tensor) else cond.to(torch.get_default_dtype())
+
+
+def simplex_tau(z, dims: tuple):
+    """The threshold tau with sum(relu(z - tau)) == 1 over `dims` (negative, declared dims).
+
+    By sorting (Held et al.; Duchi et al. 2008): the support is the k largest
+    entries for the largest k with z_(k) > (sum_{i<=k} z_(i) - 1) / k.
+    """
+    moved = torch.movedim(z, dims, tuple(range(-len(dims), 0)))
+    flat = moved.reshape(moved.shape[: moved.dim() - len(dims)] + (-1,))
+    ordered, _ = torch.sort(flat, dim=-1, descending=True)
+    partial = ordered.cumsum(-1) - 1
+    k = torch.arange(1, flat.shape[-1] + 1, dtype=z.dtype, device=z.device)
+    size = (ordered - partial / k > 0).sum(-1, keepdim=True).clamp(min=1)
+    return (partial.gather(-1, size - 1) / size.to(z.dtype)).squeeze(-1)

@@ -239,6 +239,11 @@ def expand_dims(a: Expr, axis: int) -> Expr:
     return ExpandDims(a, axis, shape)
 
 
+def expand_dims_to(a: Expr, axis: int, shape) -> Expr:
+    """A reduction's result along `axis`, put back in place and broadcast to `shape`."""
+    return broadcast_to(expand_dims(a, axis), shape)
+
+
 def dim_size(d) -> Expr:
     return Const(float(d)) if isinstance(d, int) else DimSize(d)
 

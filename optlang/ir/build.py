@@ -75,6 +75,7 @@ def build(program: ast.Program) -> Problem:
         body = expr(stmt.expr, scope)
         statement = stmt.sense
         constraints = tuple(c for con in stmt.constraints for c in constraint(con, scope))
+        check_labels(stmt.constraints, scope)
     elif isinstance(stmt, ast.Root):
         body = expr(stmt.expr, scope)
         statement = "root"
@@ -238,6 +239,25 @@ def array_literal(node: ast.ArrayLiteral, scope: Scope):
     if not shape:
         raise OptError(f"{node.kind} needs a shape", node.span, f"write {node.kind}[n] or {node.kind}[m, n]")
     return A.fill(0.0 if node.kind == "zeros" else 1.0, shape)
+
+
+def check_labels(constraints, scope: Scope) -> None:
+    """Labels name duals: each is used once, is not the name of anything else, and marks one constraint."""
+    seen = {}
+    for con in constraints:
+        if con.label is None:
+            continue
+        name = con.label.id
+        if name in seen:
+            raise OptError(f"the label '{name}' is used twice", con.label.span,
+                           f"it already labels the constraint on line {seen[name]}; give each dual its own label")
+        if name in scope.kinds:
+            raise OptError(f"the label '{name}' is also the name of a {scope.kinds[name]}", con.label.span,
+                           "duals are returned under their labels; pick a name not used in the file")
+        if len(con.ops) == 2:
+            raise OptError("a chained constraint cannot carry a label", con.label.span,
+                           "its two sides have two duals: write it as two constraints, each with its own label")
+        seen[name] = con.span.line
 
 
 def constraint(con: ast.Constraint, scope: Scope):

@@ -115,6 +115,8 @@ REDUCTIONS = {
     "norm1": False,
     "norm2": False,
     "norminf": False,
+    # Internal: tau with sum(relu(x - tau)) == 1 along the axis (the simplex projection's threshold).
+    "simplex_tau": False,
 }
 
 # Functions of the surface language that map to one elementwise primitive.

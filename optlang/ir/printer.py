@@ -82,7 +82,7 @@ def _pieces(e, names: tuple) -> tuple:
 
 def _leaf(e, directions: dict) -> str:
     if isinstance(e, Input):
-        return directions.get(e.role, e.name)
+        return directions.get((e.role, e.name), directions.get(e.role, e.name))
     if isinstance(e, Const):
         return format_number(e.value)
     if isinstance(e, DimSize):

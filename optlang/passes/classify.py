@@ -1,115 +1,231 @@
 """Pass `classify`: decide the problem class, or reject what v1 cannot solve.
 
 Assumes a normalized `Problem`. Guarantees a `Classified` whose `kind` is
-"smooth" (unconstrained, smooth objective), "bounds" (smooth objective, the
-only constraints are bounds on the var whose bounds are param-only) or "root"
-(a square system), with the bounds gathered. Anything else raises
-`NotSupportedError` at its line and column, saying what is supported.
+  "smooth"  a smooth objective, no constraints;
+  "prox"    a smooth part plus, per var, a known set (box with param-only
+            bounds, simplex, ball) and/or a prox term c * norm1|norm2(var);
+  "kkt"     general constraints: affine equalities, convex smooth inequalities
+            (also known sets whose duals are asked for by a label);
+  "root"    a square system (fixed points arrive as roots).
+Anything else raises `NotSupportedError` at its line and column, saying what
+is supported and how to rewrite it.
 """
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from optlang.errors import NotSupportedError
+from optlang.ir import algebra as A
 from optlang.ir.nodes import Elementwise, Problem, Reduce, children
 from optlang.ir.primitives import ELEMENTWISE, REDUCTIONS
+from optlang.passes.structure import (ProxTerm, as_prox_term, ball_radius, curvature, is_zero_bound, param_signs,
+                                      simplex_sum, terms)
+
+
+@dataclass(frozen=True)
+class VarSet:
+    """What restricts one var in the prox class: a box, a simplex or a ball, and/or a prox term."""
+
+    var: str
+    lower: object = None
+    upper: object = None
+    simplex: tuple | None = None  # (axis, total): x >= 0, sum(x, axis) == total
+    radius: object = None  # norm2(x) <= radius
+    term: ProxTerm | None = None
+
+    @property
+    def is_free(self) -> bool:
+        return self == VarSet(self.var)
+
+    @property
+    def diagonal(self) -> bool:
+        """True when the prox's Jacobian is diagonal (boxes, norm1): masked CG applies."""
+        return self.simplex is None and self.radius is None and (self.term is None or self.term.op == "norm1")
 
 
 @dataclass(frozen=True)
 class Classified:
-    """A problem and its class; `lower`/`upper` are the var's bounds (None: unbounded)."""
+    """A problem and its class.
+
+    kind: "smooth" (unconstrained, smooth f), "prox" (smooth part + per-var sets
+    and prox terms, solved by proximal gradient), "kkt" (general constraints),
+    "root". `smooth` is the objective without its prox terms; `sets` has one
+    VarSet per var (prox kind); `why` says how the class was decided.
+    """
 
     problem: Problem
     kind: str
-    lower: object = None
-    upper: object = None
+    smooth: object = None
+    sets: tuple = ()
+    why: str = ""
 
 
 def classify(problem: Problem) -> Classified:
-    """Tag the problem's class; reject constructs that v1 does not solve yet."""
-    if len(problem.vars) > 1:
-        raise NotSupportedError(
-            "several vars in one problem are not supported yet",
-            problem.vars[1].span,
-            "this version solves for one var; stack them into one vector var for now",
-        )
-    var = problem.vars[0]
-    if len(var.shape) > 1:
-        raise NotSupportedError(
-            f"a var of rank {len(var.shape)} is not supported yet",
-            var.span,
-            "this version solves for a scalar or vector var; flatten the var into a vector",
-        )
+    """Tag the problem's class; reject what v1 cannot solve, at its line."""
     where = "fixed_point" if problem.sense == "fixed_point" else "root" if problem.statement == "root" else "objective"
-    _reject_nonsmooth(problem.expr, problem.statement_span, where)
     if problem.statement == "root":
-        return Classified(problem, "root")
-    if not problem.constraints:
-        return Classified(problem, "smooth")
-    lower = upper = None
-    for con in problem.constraints:
-        if con.cls != "bound":
-            what = {"linear_eq": "linear equality", "linear_ineq": "linear inequality"}.get(con.cls, "general")
-            raise NotSupportedError(
-                f"{what} constraints are not supported yet",
-                con.span,
-                "this version handles bounds on the var (x >= lo, x <= hi, lo <= x <= hi) "
-                "with param-only bounds; KKT-based constraints come in a later version",
-            )
-        if con.label is not None:
-            raise NotSupportedError(
-                "duals of bound constraints are not returned yet",
-                con.span,
-                f"drop the label '{con.label}:'; this version returns the var only",
-            )
-        if con.lower is not None:
-            lower = _one_bound(lower, con.lower, con, "lower")
-        if con.upper is not None:
-            upper = _one_bound(upper, con.upper, con, "upper")
-    return Classified(problem, "bounds", lower, upper)
-
-
-def _one_bound(prev, new, con, which: str):
-    if prev is not None:
+        _reject_nonsmooth(problem.expr, problem.statement_span, where)
+        return Classified(problem, "root", why="an equation: its residual is the condition")
+    signs = param_signs(problem)
+    smooth, prox_terms = _split_objective(problem, signs)
+    if not problem.constraints and not prox_terms:
+        return Classified(problem, "smooth", smooth, why="smooth objective, no constraints")
+    sets, why_not = _known_sets(problem, prox_terms)
+    if sets is not None:
+        return Classified(problem, "prox", smooth, sets, why="every constraint and nonsmooth term has a known "
+                          "projection or proximal operator")
+    if prox_terms:
+        term = prox_terms[0]
         raise NotSupportedError(
-            f"a second {which} bound on the var is not supported yet",
-            con.span,
-            f"give one {which} bound; combine them with maximum/minimum of params outside the problem",
+            f"the nonsmooth term {term.op}({term.var}) cannot be combined with these constraints",
+            term.span or problem.statement_span,
+            f"{why_not}; for norm1 use an epigraph var instead: `var t[..]`, `-t <= {term.var} <= t`, and "
+            f"c * sum(t) in the objective",
         )
-    _reject_nonsmooth(new, con.span, "bound")
-    return new
+    for con in problem.constraints:
+        _check_kkt_constraint(con, signs)
+    return Classified(problem, "kkt", smooth, why=why_not)
+
+
+def _split_objective(problem, signs: dict):
+    """(the smooth part of f, its prox terms); raise at a nonsmooth term that has no known prox."""
+    smooth, prox_terms = A.const(0.0), []
+    for sign, term in terms(problem.expr):
+        if _nonsmooth_at(term) is None:
+            smooth = A.add(smooth, term) if sign > 0 else A.sub(smooth, term)
+            continue
+        found = as_prox_term(sign, term, signs)
+        if isinstance(found, ProxTerm):
+            if any(t.var == found.var for t in prox_terms):
+                raise NotSupportedError(
+                    f"a second nonsmooth term on the var '{found.var}'",
+                    found.span or problem.statement_span,
+                    "give each var at most one norm1 or norm2 term",
+                )
+            prox_terms.append(found)
+            continue
+        node, span = _nonsmooth_at(term)
+        name = _written_name(span) or node.op
+        raise NotSupportedError(
+            f"the nonsmooth function {name} is not supported here",
+            span or problem.statement_span,
+            PROX_HINTS[found].format(name=name),
+        )
+    return smooth, tuple(prox_terms)
+
+
+PROX_HINTS = {
+    "nonsmooth": "a nonsmooth function may appear only as a term c * norm1(var) or c * norm2(var) of the "
+                 "objective (c a nonnegative scalar of params); write {name} as constraints instead, e.g. with "
+                 "an epigraph var",
+    "argument": "{name} has a known prox only applied to a var itself, as in lam * {name}(w); for {name}(X @ w) "
+                "introduce a var for X @ w with an equality constraint",
+    "coefficient": "the coefficient of {name} must be a nonnegative scalar: a number, or params declared "
+                   "with `>= 0` or `> 0` (e.g. `param lam >= 0`)",
+}
+
+
+def _known_sets(problem, prox_terms) -> tuple:
+    """(one VarSet per var, None) if every constraint is a known set, else (None, why not)."""
+    by_var = {v.name: VarSet(v.name) for v in problem.vars}
+    for t in prox_terms:
+        by_var[t.var] = replace(by_var[t.var], term=t)
+    sums = {}
+    for con in problem.constraints:
+        if con.label is not None:
+            return None, f"the constraint labelled '{con.label}' asks for its dual, which the KKT path returns"
+        if con.cls == "bound":
+            vs = by_var[con.var]
+            which = "lower" if con.lower is not None else "upper"
+            if getattr(vs, which) is not None:
+                return None, f"the var '{con.var}' has two {which} bounds"
+            by_var[con.var] = replace(vs, **{which: con.lower if which == "lower" else con.upper})
+            continue
+        var = next((v for v in problem.vars if simplex_sum(con, v) or ball_radius(con, v) is not None), None)
+        if var is None:
+            return None, "a constraint is not a bound, a simplex or a ball on one var"
+        vs = by_var[var.name]
+        if ball_radius(con, var) is not None and vs.radius is None:
+            by_var[var.name] = replace(vs, radius=ball_radius(con, var))
+        elif simplex_sum(con, var) and var.name not in sums:
+            sums[var.name] = simplex_sum(con, var)
+        else:
+            return None, f"the var '{var.name}' has more than one set constraint"
+    for name, (axis, total) in sums.items():
+        vs = by_var[name]
+        if vs.lower is None or not is_zero_bound(vs.lower) or vs.upper is not None:
+            return None, f"sum({name}) == ... is a simplex only together with {name} >= 0 and no other bound"
+        by_var[name] = replace(vs, lower=None, simplex=(axis, total))
+    for vs in by_var.values():
+        shapes_ok = vs.radius is None or (vs.lower is None and vs.upper is None and vs.simplex is None)
+        term_ok = vs.term is None or (vs.radius is None and vs.simplex is None and
+                                      (vs.term.op == "norm1" or (vs.lower is None and vs.upper is None)))
+        if not (shapes_ok and term_ok):
+            return None, f"the var '{vs.var}' combines sets or terms whose joint prox is not known"
+        for side in (vs.lower, vs.upper, vs.radius):
+            if side is not None:
+                _reject_nonsmooth(side, problem.statement_span, "bound")
+    return tuple(by_var[v.name] for v in problem.vars), ""
+
+
+def _check_kkt_constraint(con, signs: dict) -> None:
+    """KKT constraints are smooth; equalities affine, inequalities g <= 0 with g convex."""
+    _reject_nonsmooth(con.expr, con.span, "constraint")
+    shape = curvature(con.expr, signs)
+    if con.kind == "eq" and shape not in ("affine", "const"):
+        raise NotSupportedError(
+            "a nonlinear equality constraint is not supported",
+            con.span,
+            "the interior-point solver needs affine equalities (A @ x == b); write a convex inequality instead",
+        )
+    if con.kind == "ineq" and shape not in ("affine", "convex", "const"):
+        found = "concave" if shape == "concave" else "not provably convex"
+        raise NotSupportedError(
+            f"this constraint is {found}: as g <= 0, g must be convex",
+            con.span,
+            "the interior-point solver handles convex g <= 0 (e.g. sumsq(x) <= r^2, exp(x) <= c); optlang checks "
+            "convexity by composition rules (affine inside convex increasing, sums, nonnegative scaling)",
+        )
 
 
 NONSMOOTH_HINTS = {
-    "objective": "this version needs a smooth objective (proximal terms such as lam * norm1(w) come in a "
-                 "later version); for bounds on the var write them as constraints",
-    "bound": "this version needs bounds that are smooth in the params; compute this bound outside the "
+    "bound": "bounds, radii and simplex totals must be smooth in the params; compute this one outside the "
              "problem and pass it as a param",
-    "root": "this version needs a smooth root equation (Newton uses its Jacobian); replace {name} with a "
-            "smooth function",
-    "fixed_point": "this version needs a smooth fixed-point map (Newton uses its Jacobian); replace {name} "
+    "constraint": "general constraints must be smooth (the interior-point method uses their derivatives); "
+                  "{name} has a known projection only as norm2(x) <= r on a var alone, and abs/max can be "
+                  "written as two linear inequalities",
+    "root": "a root equation must be smooth (Newton and the backward pass use its Jacobian); replace {name} "
+            "with a smooth function",
+    "fixed_point": "a fixed-point map must be smooth (the backward pass uses its Jacobian); replace {name} "
                    "with a smooth function such as softplus",
 }
 
 
-def _reject_nonsmooth(root, span, where: str) -> None:
-    """Raise at the first nonsmooth function: v1 handles only smooth problems."""
+def _nonsmooth_at(root, span=None):
+    """(node, span) of the first nonsmooth function in `root`, or None."""
     stack = [(root, span)]
     while stack:
         node, near = stack.pop()
         near = getattr(node, "span", None) or near
-        bad = (isinstance(node, Elementwise) and not ELEMENTWISE[node.op].smooth) or (
-            isinstance(node, Reduce) and not REDUCTIONS[node.op]
-        )
-        if bad:
-            name = _written_name(near) or node.op
-            raise NotSupportedError(
-                f"the nonsmooth function {name} is not supported yet",
-                near,
-                NONSMOOTH_HINTS[where].format(name=name),
-            )
+        if (isinstance(node, Elementwise) and not ELEMENTWISE[node.op].smooth) or (
+                isinstance(node, Reduce) and not REDUCTIONS[node.op]):
+            return node, near
         stack.extend((c, near) for c in children(node))
+    return None
+
+
+def _reject_nonsmooth(root, span, where: str) -> None:
+    """Raise at the first nonsmooth function where only smooth ones are allowed."""
+    found = _nonsmooth_at(root, span)
+    if found is not None:
+        node, near = found
+        name = _written_name(near) or node.op
+        raise NotSupportedError(
+            f"the nonsmooth function {name} is not supported here",
+            near,
+            NONSMOOTH_HINTS[where].format(name=name),
+        )
 
 
 def _written_name(span) -> str | None:

@@ -1,11 +1,15 @@
-"""Pass `derive_conditions`: the optimality conditions F(x, theta) = 0 of a classified problem.
+"""Pass `derive_conditions`: the optimality conditions F(state, theta) = 0 of a classified problem.
 
-Assumes a `Classified` problem. Guarantees `Conditions` whose `residual` is
-zero exactly at the solution:
-  smooth:  F = grad f(x)
-  bounds:  F = x - P(x - grad f(x)), P the projection onto [lower, upper]
-           (the projected-gradient fixed point with unit step, as in JAXopt)
-  root:    F = the root expression (fixed points arrive as z - g(z)).
+Assumes a `Classified` problem. Guarantees `Conditions`: the solver's state as
+blocks (each var; for KKT also one dual per constraint) and a residual, one
+expression per block, zero exactly at the solution:
+  smooth:  F_x = grad_x f
+  prox:    F_x = x - prox_x(x - grad_x f, 1), prox_x the proximal operator of the
+           var's set indicator and prox term (the fixed point of proximal
+           gradient with unit step, as in JAXopt)
+  kkt:     F_x = grad_x L,  F_lam = lam * g,  F_nu = h
+           with L = f + sum(lam * g) + sum(nu * h), g <= 0, h == 0, lam >= 0
+  root:    F = the equation (fixed points arrive as z - g(z)).
 """
 from __future__ import annotations
 
@@ -13,19 +17,52 @@ from dataclasses import dataclass
 
 from optlang.ir import algebra as A
 from optlang.ir.nodes import Input
+from optlang.ir.walk import substitute
 from optlang.passes.classify import Classified
 from optlang.passes.derivatives import grad
+
+TINY = 1e-30  # guards norms in denominators: a prox at z = 0 stays finite, and so does its derivative
+STEP = Input("step", "step", ())
+
+
+@dataclass(frozen=True)
+class StateBlock:
+    """One block of the solver's flat state: a var, or the dual of a constraint ("ineq" / "eq").
+
+    `name` is the var's name, the constraint's label, or its index (digits, which
+    no label can be) for an unlabelled constraint.
+    """
+
+    kind: str
+    name: str
+    shape: tuple
+    label: str | None = None
+    line: int | None = None
+
+    @property
+    def input(self) -> Input:
+        return Input("var" if self.kind == "var" else "dual", self.name, self.shape)
+
+    @property
+    def tangent(self) -> Input:
+        return Input("tangent", self.name, self.shape)
+
+    @property
+    def cotangent(self) -> Input:
+        return Input("cotangent", self.name, self.shape)
 
 
 @dataclass(frozen=True)
 class Conditions:
     classified: Classified
-    x: Input
-    residual: object
-    objective: object = None
-    gradient: object = None
-    lower: object = None
-    upper: object = None
+    blocks: tuple  # StateBlock: vars first, then inequality duals, then equality duals
+    residual: tuple  # ((cotangent Input, expr), ...): F, one entry per residual block
+    objective: object = None  # f (minimize kinds; the smooth part for prox)
+    gradient: tuple = ()  # grad_x f, per var
+    prox: tuple = ()  # prox_x(x, step), per var (prox kind): x stands for the point to map
+    ineq: tuple = ()  # ((block, g), ...) kkt
+    eq: tuple = ()  # ((block, h), ...) kkt
+    lagrangian: object = None
 
     @property
     def kind(self) -> str:
@@ -35,28 +72,81 @@ class Conditions:
     def problem(self):
         return self.classified.problem
 
-
-def project(z, lower, upper):
-    """The projection onto the box [lower, upper] (either side may be None)."""
-    if lower is not None:
-        z = A.ew("maximum", z, lower)
-    if upper is not None:
-        z = A.ew("minimum", z, upper)
-    return z
+    @property
+    def var_blocks(self) -> tuple:
+        return tuple(b for b in self.blocks if b.kind == "var")
 
 
 def derive_conditions(classified: Classified) -> Conditions:
     """Derive the residual whose zero is the solution."""
     problem = classified.problem
-    var = problem.vars[0]
-    x = Input("var", var.name, var.shape)
+    var_blocks = tuple(StateBlock("var", v.name, tuple(v.shape)) for v in problem.vars)
     if classified.kind == "root":
-        return Conditions(classified, x, problem.expr)
-    f = problem.expr
-    g = grad(f, var.name, var.shape)
+        # One residual block with the equation's shape; its cotangent is keyed by the first var.
+        key = Input("cotangent", var_blocks[0].name, tuple(problem.expr.shape))
+        return Conditions(classified, var_blocks, ((key, problem.expr),))
+    f = classified.smooth
+    g = tuple(grad(f, b.name, b.shape) for b in var_blocks)
     if classified.kind == "smooth":
-        return Conditions(classified, x, g, objective=f, gradient=g)
-    lower = None if classified.lower is None else A.broadcast_to(classified.lower, var.shape)
-    upper = None if classified.upper is None else A.broadcast_to(classified.upper, var.shape)
-    residual = A.sub(x, project(A.sub(x, g), lower, upper))
-    return Conditions(classified, x, residual, objective=f, gradient=g, lower=lower, upper=upper)
+        return Conditions(classified, var_blocks, tuple((b.cotangent, gi) for b, gi in zip(var_blocks, g)),
+                          objective=f, gradient=g)
+    if classified.kind == "prox":
+        prox = tuple(prox_of(vs, b.input) for vs, b in zip(classified.sets, var_blocks))
+        at = {b.input: A.sub(b.input, gi) for b, gi in zip(var_blocks, g)}
+        at[STEP] = A.const(1.0)
+        residual = tuple((b.cotangent, A.sub(b.input, substitute(p, at))) for b, p in zip(var_blocks, prox))
+        return Conditions(classified, var_blocks, residual, objective=f, gradient=g, prox=prox)
+    return _kkt(classified, var_blocks, f, g)
+
+
+def _kkt(classified, var_blocks, f, g) -> Conditions:
+    ineq, eq = [], []
+    for i, con in enumerate(classified.problem.constraints):
+        name = con.label if con.label is not None else str(i)
+        line = con.span.line if con.span is not None else None
+        block = StateBlock(con.kind, name, tuple(con.expr.shape), con.label, line)
+        (ineq if con.kind == "ineq" else eq).append((block, con.expr))
+    L = f
+    for block, expr in ineq + eq:
+        L = A.add(L, A.reduce("sum", A.mul(block.input, expr)))
+    residual = [(b.cotangent, grad(L, b.name, b.shape)) for b in var_blocks]
+    residual += [(b.cotangent, A.mul(b.input, expr)) for b, expr in ineq]
+    residual += [(b.cotangent, expr) for b, expr in eq]
+    blocks = var_blocks + tuple(b for b, _ in ineq) + tuple(b for b, _ in eq)
+    return Conditions(classified, blocks, tuple(residual), objective=f, gradient=g, ineq=tuple(ineq),
+                      eq=tuple(eq), lagrangian=L)
+
+
+def prox_of(vs, x: Input):
+    """prox_{step * r}(x) for the var's regularizer r: its set's indicator plus its prox term."""
+    z = x
+    if vs.term is not None:
+        t = A.mul(STEP, vs.term.coef)
+        if vs.term.op == "norm1":  # soft thresholding
+            z = A.sub(z, A.ew("minimum", A.ew("maximum", z, A.neg(t)), t))
+        else:  # block soft thresholding
+            norm = A.ew("maximum", A.reduce("norm2", z), A.const(TINY))
+            z = A.mul(z, A.ew("relu", A.sub(A.const(1.0), A.div(t, norm))))
+    if vs.lower is not None:  # in 1-D, the prox of |.| plus a box is the box projection of the prox
+        z = A.ew("maximum", z, A.broadcast_to(vs.lower, x.shape))
+    if vs.upper is not None:
+        z = A.ew("minimum", z, A.broadcast_to(vs.upper, x.shape))
+    if vs.radius is not None:
+        norm = A.ew("maximum", A.reduce("norm2", z), A.const(TINY))
+        z = A.mul(z, A.ew("minimum", A.const(1.0), A.div(vs.radius, norm)))
+    if vs.simplex is not None:
+        z = project_simplex(z, *vs.simplex)
+    return z
+
+
+def project_simplex(z, axis, total):
+    """The projection onto {x >= 0, sum(x, axis) == total}: relu(z - tau), tau the simplex threshold."""
+    scaled = not A.is_value(total, 1.0)
+    if scaled:  # P_{c * simplex}(z) = c * P_simplex(z / c)
+        z = A.div(z, A.broadcast_to(total, z.shape) if axis is None else A.expand_dims_to(total, axis, z.shape))
+    tau = A.reduce("simplex_tau", z, axis)
+    tau = A.broadcast_to(tau if axis is None else A.expand_dims(tau, axis), z.shape)
+    out = A.ew("relu", A.sub(z, tau))
+    if scaled:
+        out = A.mul(out, A.broadcast_to(total, z.shape) if axis is None else A.expand_dims_to(total, axis, z.shape))
+    return out

@@ -92,6 +92,9 @@ def _(node: Reduce, dargs, tangents):
     return A.reduce("sum", A.mul(weight, da), node.axis)
 
 
+TINY_NORM = 1e-30
+
+
 def reduce_weight(node: Reduce):
     """d(reduction)/d(entry), broadcast against the operand: the gradient of the reduction."""
     if node.op == "sum":
@@ -99,10 +102,16 @@ def reduce_weight(node: Reduce):
     out = _unreduce(node)
     if node.op == "logsumexp":
         return A.ew("exp", A.sub(node.a, out))
-    if node.op == "norm2":
-        return A.div(node.a, out)
+    if node.op == "norm2":  # 0 at 0 (a subgradient), where a / |a| would be 0 / 0
+        return A.div(node.a, A.ew("maximum", out, A.const(TINY_NORM)))
     if node.op == "norm1":
         return A.ew("sign", node.a)
+    if node.op == "simplex_tau":
+        # tau solves sum_S (x_i - tau) = 1 over the support S = {x > tau}: d tau = sum_S dx_i / |S|.
+        support = A.ew("step", A.sub(node.a, out))
+        size = A.reduce("sum", support, node.axis)
+        size = size if node.axis is None else A.expand_dims(size, node.axis)
+        return A.div(support, A.broadcast_to(size, node.a.shape))
     raise NotSupportedError(f"{node.op} has no derivative rule", node.span)
 
 

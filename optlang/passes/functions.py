@@ -1,14 +1,17 @@
 """Pass `derive_functions`: every function the solvers and the backward pass call.
 
-Assumes `Conditions`. Guarantees `Functions`: named IR functions of the var
-`x`, the params `theta`, and a tangent `v` or cotangent `u` of the var's shape:
+Assumes `Conditions`. Guarantees `Functions`: named IR functions of the state
+blocks `x` (vars, and duals for KKT), the params `theta`, and a tangent `v`
+(one per state block) or a cotangent `u` (one per residual block):
   residual(x, theta)          F
-  jvp_x(x, theta, v)          dF/dx v        (Newton steps, CG backward)
+  jvp_x(x, theta, v)          dF/dx v        (Newton steps, dense Jacobians, GMRES)
   vjp_x(x, theta, u)          (dF/dx)^T u    (the IFT's adjoint system)
   vjp_theta(x, theta, u)      (dF/dtheta)^T u for each param
-  objective, gradient, hvp    f, grad f, grad^2 f v   (minimize kinds)
-  lower, upper                the bounds              (bounds kind)
-  free_mask(x, theta)         1 where the projection is inactive (bounds kind)
+  objective, gradient, hvp    f, grad f, grad^2 f v          (smooth and prox kinds)
+  prox(x, theta, step)        prox_{step r}(x) per var        (prox kind)
+  free_mask(x, theta)         diag of prox's Jacobian at x - grad f  (prox kind, diagonal prox only)
+  ineq, eq, jvp_ineq, jvp_eq  g, h and their Jacobians in x applied to v   (kkt kind)
+  hvp_lagrangian(x, theta, v) the Hessian of the Lagrangian in the vars applied to v  (kkt kind)
 """
 from __future__ import annotations
 
@@ -16,7 +19,8 @@ from dataclasses import dataclass
 
 from optlang.ir import algebra as A
 from optlang.ir.nodes import Input
-from optlang.passes.conditions import Conditions
+from optlang.ir.walk import substitute
+from optlang.passes.conditions import STEP, Conditions
 from optlang.passes.derivatives import jvp, vjp
 
 
@@ -42,51 +46,95 @@ class Functions:
 def derive_functions(cond: Conditions) -> Functions:
     """Differentiate the conditions symbolically into the solver's and backward's functions."""
     problem = cond.problem
-    x = cond.x
+    state = tuple(b.input for b in cond.blocks)
+    xs = tuple(b.input for b in cond.var_blocks)
     theta = tuple(Input("param", p.name, p.shape) for p in problem.params)
-    v = Input("tangent", x.name, x.shape)
-    u = Input("cotangent", x.name, x.shape)
-    F = cond.residual
-    Jv = jvp(F, {x.name: v})
-    adj_x = vjp(F, u, {x.name})
-    adj_theta = vjp(F, u, {p.name for p in theta})
+    v_all = tuple(b.tangent for b in cond.blocks)
+    v_vars = tuple(b.tangent for b in cond.var_blocks)
+    us = tuple(key for key, _ in cond.residual)
+    F = tuple(expr for _, expr in cond.residual)
+    along_all = {b.name: b.tangent for b in cond.blocks}
+    along_vars = {b.name: b.tangent for b in cond.var_blocks}
+    adj_x = _vjp_many(F, us, {b.name for b in cond.blocks})
+    adj_theta = _vjp_many(F, us, {p.name for p in theta})
     fns = [
-        FunctionSpec("residual", (x,) + theta, (("F", F),), _doc(cond)),
-        FunctionSpec("jvp_x", (x,) + theta + (v,), (("Jv", Jv),), "the Jacobian of the residual in x, applied to v"),
-        FunctionSpec("vjp_x", (x,) + theta + (u,), (("JTu", adj_x.get(x.name, A.zeros(x.shape))),),
-                     "the transposed Jacobian of the residual in x, applied to u"),
-        FunctionSpec("vjp_theta", (x,) + theta + (u,),
+        FunctionSpec("residual", state + theta, _keyed(us, F), _doc(cond)),
+        FunctionSpec("jvp_x", state + theta + v_all, _keyed(us, [jvp(e, along_all) for e in F]),
+                     "the Jacobian of the residual in the state, applied to v"),
+        FunctionSpec("vjp_x", state + theta + us,
+                     tuple((b.name, adj_x.get(b.name, A.zeros(b.shape))) for b in cond.blocks),
+                     "the transposed Jacobian of the residual in the state, applied to u"),
+        FunctionSpec("vjp_theta", state + theta + us,
                      tuple((p.name, adj_theta.get(p.name, A.zeros(p.shape))) for p in theta),
                      "the transposed Jacobian of the residual in each param, applied to u"),
     ]
     if cond.objective is not None:
-        fns.append(FunctionSpec("objective", (x,) + theta, (("f", cond.objective),), "the objective (minimized)"))
-        fns.append(FunctionSpec("gradient", (x,) + theta, (("g", cond.gradient),), "the objective's gradient in x"))
-        fns.append(FunctionSpec("hvp", (x,) + theta + (v,), (("Hv", jvp(cond.gradient, {x.name: v})),),
-                                "the objective's Hessian in x, applied to v"))
-    if cond.kind == "bounds":
-        if cond.lower is not None:
-            fns.append(FunctionSpec("lower", theta, (("lo", cond.lower),), "the lower bound of the var"))
-        if cond.upper is not None:
-            fns.append(FunctionSpec("upper", theta, (("hi", cond.upper),), "the upper bound of the var"))
-        fns.append(FunctionSpec("free_mask", (x,) + theta, (("free", _free_mask(cond)),),
-                                "1 where the projection leaves x - grad f free (its Jacobian's diagonal)"))
+        names = [b.name for b in cond.var_blocks]
+        fns.append(FunctionSpec("objective", xs + theta, (("f", cond.objective),),
+                                "the objective (minimized)" if cond.kind != "prox" else
+                                "the smooth part of the objective (minimized)"))
+        fns.append(FunctionSpec("gradient", xs + theta, tuple(zip(names, cond.gradient)),
+                                "the gradient of the objective's smooth part in the vars"))
+        if cond.kind != "kkt":
+            fns.append(FunctionSpec("hvp", xs + theta + v_vars,
+                                    tuple((n, jvp(g, along_vars)) for n, g in zip(names, cond.gradient)),
+                                    "the Hessian of the objective's smooth part in the vars, applied to v"))
+    if cond.kind == "prox":
+        fns += _prox_functions(cond, xs, theta)
+    if cond.kind == "kkt":
+        fns += _kkt_functions(cond, state, xs, theta, v_vars, along_vars)
     return Functions(cond, tuple(fns))
 
 
-def _free_mask(cond: Conditions):
-    z = A.sub(cond.x, cond.gradient)
-    mask = A.fill(1.0, cond.x.shape)
-    if cond.lower is not None:
-        mask = A.mul(mask, A.ew("ge", z, cond.lower))
-    if cond.upper is not None:
-        mask = A.mul(mask, A.ew("le", z, cond.upper))
-    return mask
+def _prox_functions(cond, xs, theta) -> list:
+    names = [b.name for b in cond.var_blocks]
+    out = [FunctionSpec("prox", xs + theta + (STEP,), tuple(zip(names, cond.prox)),
+                        "the proximal operator of step * (each var's set indicator and prox term)")]
+    if all(vs.diagonal for vs in cond.classified.sets):
+        # prox is elementwise here: its Jacobian at z = x - grad f is diagonal, given by a JVP along ones.
+        at = {x: A.sub(x, g) for x, g in zip(xs, cond.gradient)}
+        at[STEP] = A.const(1.0)
+        ones = {b.name: A.fill(1.0, b.shape) for b in cond.var_blocks}
+        masks = tuple((n, substitute(jvp(p, ones), at)) for n, p in zip(names, cond.prox))
+        out.append(FunctionSpec("free_mask", xs + theta, masks,
+                                "the diagonal of the prox's Jacobian at x - grad f (1 where x is free)"))
+    return out
+
+
+def _kkt_functions(cond, state, xs, theta, v_vars, along_vars) -> list:
+    out = []
+    for which, pairs in (("ineq", cond.ineq), ("eq", cond.eq)):
+        if not pairs:
+            continue
+        word = "inequality constraints g (<= 0)" if which == "ineq" else "equality constraints h (== 0)"
+        out.append(FunctionSpec(which, xs + theta, tuple((b.name, e) for b, e in pairs), f"the {word}"))
+        out.append(FunctionSpec(f"jvp_{which}", xs + theta + v_vars,
+                                tuple((b.name, jvp(e, along_vars)) for b, e in pairs),
+                                f"the Jacobian of the {word} in the vars, applied to v"))
+    grad_L = tuple(expr for _, expr in cond.residual[: len(cond.var_blocks)])
+    out.append(FunctionSpec("hvp_lagrangian", state + theta + v_vars,
+                            tuple((b.name, jvp(g, along_vars)) for b, g in zip(cond.var_blocks, grad_L)),
+                            "the Hessian of the Lagrangian in the vars, applied to v"))
+    return out
+
+
+def _vjp_many(outputs, cotangents, wrt: set) -> dict:
+    """Adjoints of `wrt` for several outputs with their cotangents, summed."""
+    total: dict = {}
+    for expr, u in zip(outputs, cotangents):
+        for name, adj in vjp(expr, u, wrt).items():
+            total[name] = adj if name not in total else A.add(total[name], adj)
+    return total
+
+
+def _keyed(us, exprs) -> tuple:
+    return tuple((u.name, e) for u, e in zip(us, exprs))
 
 
 def _doc(cond: Conditions) -> str:
     return {
         "smooth": "stationarity: the gradient of the objective, zero at the minimum",
-        "bounds": "the projected-gradient fixed point x - P(x - grad f(x)), zero at the minimum",
+        "prox": "the proximal-gradient fixed point x - prox(x - grad f(x)), zero at the minimum",
+        "kkt": "the KKT conditions: stationarity of the Lagrangian, complementarity lam * g, feasibility h",
         "root": "the root equation",
     }[cond.kind]

@@ -13,7 +13,7 @@ from optlang.ir.walk import postorder
 from optlang.passes.functions import FunctionSpec
 from optlang.plan import Arg, Function, Op
 
-ROLE_PREFIX = {"var": "x_", "param": "p_", "tangent": "v_", "cotangent": "u_"}
+ROLE_PREFIX = {"var": "x_", "dual": "d_", "param": "p_", "tangent": "v_", "cotangent": "u_", "step": "s_"}
 
 
 def arg_name(node: Input) -> str:

@@ -66,16 +66,20 @@ def _run(text: str, name: str) -> Stages:
     problem = build(program)
     fns = derive_functions(derive_conditions(classify(normalize(problem))))
     choices = select(fns)
-    var = problem.vars[0]
+    cond = fns.conditions
     plan = Plan(
         problem=problem.name,
         source_name=name,
-        kind=fns.conditions.kind,
-        var=var,
+        kind=cond.kind,
+        vars=problem.vars,
+        state=cond.blocks,
+        residual_blocks=tuple((u.name, u.shape) for u, _ in cond.residual),
         params=problem.params,
         dims=problem.dims,
         functions=tuple(lower_function(spec) for spec in fns.functions),
         options=tuple((k, v) for k, v, _ in problem.options),
         choices=choices,
+        sense=cond.problem.sense,
+        affine_constraints=all(c.cls != "other" for c in problem.constraints),
     )
     return Stages(program, problem, fns, plan)

@@ -16,19 +16,25 @@ from optlang.ir.walk import postorder
 
 CLASSES = {
     "smooth": "smooth, unconstrained minimization",
-    "bounds": "smooth minimization with bounds on the var",
+    "prox": "smooth minimization over known sets / with prox terms (proximal gradient)",
+    "kkt": "constrained minimization (KKT conditions)",
     "root": "root equation",
 }
 WIDTH = 100  # where the reasons in `method` wrap
-OUTPUT_NAMES = {"vjp_theta": "{}_bar"}  # vjp_theta's outputs are keyed by param name
+# How each function's outputs print; outputs are keyed by block (or param) name, shown in brackets
+# when a function has several.
+OUTPUT_NAMES = {"residual": "F", "jvp_x": "Jv", "vjp_x": "JTu", "objective": "f", "gradient": "g", "hvp": "Hv",
+                "prox": "prox", "free_mask": "free", "ineq": "g", "eq": "h", "jvp_ineq": "Jg_v", "jvp_eq": "Jh_v",
+                "hvp_lagrangian": "HLv"}
 
 
 def print_conditions(stages) -> str:
     """The conditions report of a compiled problem (`pipeline.Stages`)."""
     cond = stages.functions.conditions
     problem = cond.problem
-    names = direction_names(problem)
-    lines = [f"problem {problem.name}  # {problem.source_name}", f"class: {_class_text(problem, cond.kind)}", ""]
+    names = direction_names(cond)
+    lines = [f"problem {problem.name}  # {problem.source_name}", f"class: {_class_text(problem, cond.kind)}",
+             f"  ({cond.classified.why})", ""]
     lines += _condition(cond, stages.functions.get("residual").doc, names)
     lines += _method(stages.plan.choices)
     lines.append("derived functions  (a subexpression used twice is a temporary, named as in `optlang emit`)")
@@ -47,15 +53,30 @@ def _method(choices) -> list:
     return lines + [""]
 
 
-def direction_names(problem) -> dict:
-    """The printed names of the tangent and cotangent: `v` and `u`, unless the file declares those names."""
+def direction_names(cond) -> dict:
+    """Printed names: `v`/`u` for the tangent and cotangent of a one-block state (v_x, u_x per block
+    otherwise, and per residual block), and each dual as its label or lam<i>/nu<i> (i its constraint's index),
+    avoiding the file's names."""
+    problem = cond.problem
     taken = {d.name for d in problem.dims} | {p.name for p in problem.params} | {v.name for v in problem.vars}
-    out = {}
-    for role, base in (("tangent", "v"), ("cotangent", "u")):
-        name = base
+    taken |= {b.label for b in cond.blocks if b.label}
+
+    def fresh(name):
         while name in taken:
             name += "_"
-        out[role] = name
+        return name
+
+    out = {}
+    for b in cond.blocks:
+        if b.kind != "var":
+            out[("dual", b.name)] = b.label or fresh(("lam" if b.kind == "ineq" else "nu") + b.name)
+    if len(cond.blocks) == 1:
+        out["tangent"], out["cotangent"] = fresh("v"), fresh("u")
+        return out
+    for b in cond.blocks:
+        shown = out.get(("dual", b.name), b.name)
+        out[("tangent", b.name)] = fresh("v_" + shown)
+        out[("cotangent", b.name)] = fresh("u_" + shown)
     return out
 
 
@@ -70,30 +91,38 @@ def _class_text(problem, kind: str) -> str:
 
 def _condition(cond, doc: str, names: dict) -> list:
     """The objective (if any) and the residual F whose zero is the solution."""
-    x = cond.x.name
+    xs = ", ".join(b.name for b in cond.var_blocks)
+    state = ", ".join(names.get(("dual", b.name), b.name) for b in cond.blocks)
     theta = ", ".join(p.name for p in cond.problem.params)
+    show = lambda e: format_expr(e, directions=names)  # noqa: E731
     lines = []
     if cond.objective is not None:
-        lines += ["objective", f"  f({x}) = {format_expr(cond.objective, directions=names)}", ""]
-    lines.append(f"optimality condition  F({x}; {theta}) = 0" if theta else f"optimality condition  F({x}) = 0")
-    if cond.kind == "smooth":
-        lines.append(f"  F = grad f({x})")
-    elif cond.kind == "bounds":
-        lines.append(f"  F = {x} - P({x} - grad f({x}))")
-        lines.append(f"  P(z) = {_projection(cond, names)}  (the projection onto the bounds)")
-    else:
-        lines.append(f"  F = {format_expr(cond.residual, directions=names)}")
+        part = "  (its smooth part; the prox terms are in prox below)" if cond.kind == "prox" and any(
+            vs.term for vs in cond.classified.sets) else ""
+        lines += ["objective", f"  f({xs}) = {show(cond.objective)}{part}", ""]
+    if cond.kind == "kkt":
+        lines.append("constraints  (g <= 0 with dual lam >= 0; h == 0 with dual nu)")
+        for b, e in cond.ineq + cond.eq:
+            where = f"  (line {b.line})" if b.line else ""
+            lines.append(f"  {'g' if b.kind == 'ineq' else 'h'}[{names[('dual', b.name)]}] = {show(e)}{where}")
+        lines += [f"  L = {show(cond.lagrangian)}", ""]
+    lines.append(f"optimality condition  F({state}; {theta}) = 0" if theta else f"optimality condition  F({state}) = 0")
+    for (key, expr), b in zip(cond.residual, cond.blocks):
+        label = "F" if len(cond.residual) == 1 else f"F[{names.get(('dual', b.name), b.name)}]"
+        if cond.kind == "smooth":
+            text = f"grad_{b.name} f"
+        elif cond.kind == "prox":
+            text = f"{b.name} - prox_{b.name}({b.name} - grad_{b.name} f, 1)"
+        elif cond.kind == "kkt" and b.kind == "var":
+            text = f"grad_{b.name} L"
+        else:
+            text = show(expr)
+        lines.append(f"  {label} = {text}")
+    if cond.kind == "prox":
+        for b, p in zip(cond.var_blocks, cond.prox):
+            lines.append(f"  prox_{b.name}({b.name}, step) = {show(p)}")
     lines.append(f"  ({doc})")
     return lines + [""]
-
-
-def _projection(cond, names: dict) -> str:
-    text = "z"
-    if cond.lower is not None:
-        text = f"maximum({text}, {format_expr(cond.lower, directions=names)})"
-    if cond.upper is not None:
-        text = f"minimum({text}, {format_expr(cond.upper, directions=names)})"
-    return text
 
 
 # ---- one derived function --------------------------------------------------------------
@@ -112,13 +141,21 @@ def print_function(spec, lowered, names: dict) -> list:
             rows.append([ssa[node], ": " + fmt(node.shape), "= " + format_expr(node, temps, names)])
             temps[node] = ssa[node]
     for key, e in spec.outputs:
-        label = OUTPUT_NAMES.get(spec.name, "{}").format(key)
+        label = _output_label(spec, key, names)
         rows.append([label, ": " + fmt(e.shape), "= " + format_expr(e, temps, names)])
     return lines + (columns(rows, sep=" ") if rows else ["  (no outputs)"])
 
 
+def _output_label(spec, key: str, names: dict) -> str:
+    if spec.name == "vjp_theta":
+        return f"{key}_bar"
+    base = OUTPUT_NAMES[spec.name]
+    return base if len(spec.outputs) == 1 else f"{base}[{names.get(('dual', key), key)}]"
+
+
 def _input_text(node: Input, names: dict) -> str:
-    name = names[node.role] if node.role in ("tangent", "cotangent") else node.name
+    name = names.get((node.role, node.name), names.get(node.role, node.name))
+    name = node.name if node.role in ("var", "param", "step") else name
     return f"{name}: {fmt(node.shape)}"
 
 

@@ -1,10 +1,11 @@
 """Pass `select`: the forward solver and the backward method, with the reason for each.
 
 Assumes `Functions`. Guarantees ((what, choice, why), ...) for the Plan. A
-solver or backward that v1 does not provide for this class is rejected at the
-options line. `backward = "auto"` is settled per call, when the var's size is
-known: a dense direct solve up to DIRECT_MAX entries, matrix-free CG beyond
-(CG needs a symmetric positive definite system: minimize kinds only).
+solver or backward that optlang does not provide for this class is rejected at
+the options line. `backward = "auto"` is settled per call, when the state's
+size is known (`backward_method`): a dense direct solve up to DIRECT_MAX
+entries, a matrix-free Krylov method beyond (CG where the system is symmetric
+positive definite, GMRES otherwise).
 """
 from __future__ import annotations
 
@@ -12,45 +13,108 @@ from optlang.errors import NotSupportedError
 from optlang.passes.functions import Functions
 
 DIRECT_MAX = 256
-SOLVERS = {"smooth": ("newton",), "root": ("newton",), "bounds": ("pgd", "fista")}
-BACKWARDS = {"smooth": ("direct", "cg"), "root": ("direct",), "bounds": ("direct", "cg")}
+
+# kind -> solvers, the first is the default ("fixed_point" is a root written as z = g(z)).
+SOLVERS = {
+    "smooth": ("newton",),
+    "prox": ("fista", "pgd"),
+    "kkt": ("ipm",),
+    "root": ("newton",),
+    "fixed_point": ("anderson", "newton"),
+}
+BACKWARDS = {
+    "smooth": ("direct", "cg", "gmres", "neumann", "unroll"),
+    "prox": ("direct", "cg", "gmres", "neumann", "unroll"),
+    "kkt": ("direct", "gmres", "unroll"),
+    "root": ("direct", "gmres", "unroll"),
+    "fixed_point": ("direct", "gmres", "neumann", "unroll"),
+}
+SOLVER_WHY = {
+    "smooth": "smooth unconstrained: Newton on the gradient, backtracking line search on f",
+    "prox": "known sets and prox terms: accelerated proximal gradient (FISTA with backtracking and restarts), "
+            "then semismooth Newton steps on the fixed point to polish",
+    "kkt": "general constraints: batched primal-dual interior point (Mehrotra predictor-corrector) on the "
+           "KKT conditions, Newton steps from the symbolic Hessian of the Lagrangian",
+    "root": "root equation: Newton on the residual, backtracking on |F|^2",
+    "fixed_point": "fixed point: Anderson acceleration (memory 5) with a plain-iteration fallback",
+}
+BACKWARD_WHY = {
+    "smooth": "decided per call: a dense direct solve when the state has at most {max} entries, else "
+              "matrix-free conjugate gradients via Hessian-vector products",
+    "prox": "decided per call: a dense direct solve when the state has at most {max} entries, else "
+            "matrix-free {krylov}",
+    "kkt": "decided per call: a dense direct solve of the KKT system when the state (vars and duals) has at most "
+           "{max} entries, else matrix-free GMRES",
+    "root": "decided per call: a dense direct solve of J^T w = g when the state has at most {max} entries, else "
+            "matrix-free GMRES",
+    "fixed_point": "decided per call: a dense direct solve of (I - dg/dz)^T w = g when the state has at most "
+                   "{max} entries, else matrix-free GMRES",
+}
+
+
+def kind_label(plan_or_problem, kind: str) -> str:
+    """The class as the option tables know it: fixed points are roots with their own solvers."""
+    return "fixed_point" if getattr(plan_or_problem, "sense", "") == "fixed_point" else kind
 
 
 def select(fns: Functions) -> tuple:
     """Choose and justify the solver and the backward method."""
     problem = fns.conditions.problem
-    kind = fns.conditions.kind
-    label = "fixed_point" if problem.sense == "fixed_point" else kind  # what the user wrote
+    label = kind_label(problem, fns.conditions.kind)
+    diagonal = fns.get("free_mask") is not None
     solver = problem.option("solver", "auto")
     if solver == "auto":
-        solver = SOLVERS[kind][0] if kind != "bounds" else "fista"
-        why = {
-            "smooth": "smooth unconstrained: Newton on the gradient, backtracking line search on f",
-            "root": "root equation: Newton on the residual, backtracking on |F|^2",
-            "bounds": "bounds on the var: accelerated projected gradient (FISTA with backtracking and "
-                      "restarts), then semismooth Newton steps on the fixed point to polish",
-        }[kind]
-    elif solver not in SOLVERS[kind]:
+        solver, why = SOLVERS[label][0], SOLVER_WHY[label]
+    elif solver not in SOLVERS[label]:
         raise NotSupportedError(
-            f'solver "{solver}" is not supported for this problem yet',
+            f'solver "{solver}" is not available for this problem',
             problem.option_span("solver"),
-            f"for a {label} problem use " + " or ".join(f'"{s}"' for s in ("auto",) + SOLVERS[kind]),
+            f"for a {label.replace('_', ' ')} problem use " + " or ".join(f'"{s}"' for s in ("auto",) + SOLVERS[label]),
         )
     else:
         why = "set in the options block"
     backward = problem.option("backward", "auto")
+    allowed = allowed_backwards(label, diagonal)
     if backward == "auto":
-        if kind == "root":
-            bwhy = "root equation (nonsymmetric Jacobian): dense direct solve of J^T w = g"
-        else:
-            bwhy = (f"decided per call: dense direct solve when the var has at most {DIRECT_MAX} entries, "
-                    "else matrix-free conjugate gradients via the Hessian-vector product")
-    elif backward not in BACKWARDS[kind]:
+        bwhy = BACKWARD_WHY[label].format(max=DIRECT_MAX, krylov="conjugate gradients on the free coordinates"
+                                          if diagonal else "GMRES on the fixed point's Jacobian")
+    elif backward not in allowed:
         raise NotSupportedError(
-            f'backward "{backward}" is not supported for this problem yet',
+            f'backward "{backward}" is not available for this problem',
             problem.option_span("backward"),
-            f"for a {label} problem use " + " or ".join(f'"{b}"' for b in ("auto",) + BACKWARDS[kind]),
+            f"for a {label.replace('_', ' ')} problem use " + " or ".join(f'"{b}"' for b in ("auto",) + allowed)
+            + _why_not(label, backward),
         )
     else:
         bwhy = "set in the options block"
     return (("solver", solver, why), ("backward", backward, bwhy))
+
+
+def allowed_backwards(label: str, diagonal: bool) -> tuple:
+    """The backward methods for a class; CG on a prox problem needs an elementwise prox."""
+    out = BACKWARDS[label]
+    return out if label != "prox" or diagonal else tuple(b for b in out if b != "cg")
+
+
+def _why_not(label: str, backward: str) -> str:
+    if backward == "cg":
+        return " (CG needs a symmetric positive definite system: a Hessian, or an elementwise prox)"
+    if backward == "neumann":
+        return " (the Neumann series converges for Hessians and contractive fixed points, not for KKT systems " \
+               "or general roots)"
+    return ""
+
+
+def backward_method(plan, n: int, requested: str) -> str:
+    """Settle backward = "auto" now that the state's size is known."""
+    if requested != "auto":
+        return requested
+    if n <= DIRECT_MAX:
+        return "direct"
+    if plan.kind == "smooth" or (plan.kind == "prox" and plan.function("free_mask") is not None):
+        return "cg"
+    return "gmres"
+
+
+def default_solver(plan, requested: str) -> str:
+    return SOLVERS[kind_label(plan, plan.kind)][0] if requested == "auto" else requested

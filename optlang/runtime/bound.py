@@ -1,9 +1,12 @@
-"""A plan's generated functions bound to one call's parameters, on a flat var state.
+"""A plan's generated functions bound to one call's parameters, on a flat state.
 
-Solvers see the var as a flat state `x` of shape (*batch, N); this adapter
-reshapes it to the declared shape for the generated functions and flattens
-their results, broadcasting each to the full batch (a result that does not
-depend on a batched input comes back without batch dims).
+Solvers see the state (every var, then the duals of a KKT problem) as one flat
+tensor of shape (*batch, N). This adapter cuts it into the blocks' declared
+shapes for the generated functions and flattens and concatenates their
+results, broadcasting each to the full batch (a result that does not depend on
+a batched input comes back without batch dims). Tangents share the state's
+layout (functions along the vars only take its leading var blocks);
+cotangents have the residual's layout.
 """
 from __future__ import annotations
 
@@ -21,78 +24,95 @@ class BoundProblem:
         self.batch = tuple(batch)
         self.dtype = dtype
         self.device = device
-        self.var_shape = tuple(d if isinstance(d, int) else dims[d] for d in plan.var.shape)
-        self.n = 1
-        for d in self.var_shape:
-            self.n *= d
+        self.state = _layout(((b.name, b.shape) for b in plan.state), dims)
+        self.residual_layout = _layout(plan.residual_blocks, dims)
+        self.n = sum(size for _, size, _ in self.state.values())
+        self.n_vars = sum(self.state[v.name][1] for v in plan.vars)
         self.like = torch.empty((), dtype=dtype, device=device)
 
     # -- plumbing -------------------------------------------------------------
-    def _call(self, name: str, x=None, direction=None, params=None):
+    def call(self, name: str, state=None, direction=None, cotangent=None, step=None, params=None):
+        """Call generated function `name` on flat tensors; returns its raw outputs (a tuple if several)."""
         fn = getattr(self.module, name)
         spec = self.plan.function(name)
         params = self.params if params is None else params
         args = []
         for arg in spec.args:
-            if arg.role == "var":
-                args.append(self._unflat(x))
+            if arg.role in ("var", "dual"):
+                args.append(self._block(state, self.state[arg.source_name]))
             elif arg.role == "param":
                 args.append(params[arg.source_name])
-            else:
-                args.append(self._unflat(direction))
+            elif arg.role == "tangent":
+                args.append(self._block(direction, self.state[arg.source_name]))
+            elif arg.role == "cotangent":
+                args.append(self._block(cotangent, self.residual_layout[arg.source_name]))
+            else:  # the prox's step, one per batch element
+                args.append(step)
         return fn(*args, dims=self.dims, like=self.like)
 
-    def _unflat(self, x):
-        return x.reshape(x.shape[:-1] + self.var_shape)
+    @staticmethod
+    def _block(flat, entry):
+        offset, size, shape = entry
+        return flat[..., offset: offset + size].reshape(flat.shape[:-1] + shape)
 
-    def _flat(self, out, batch: tuple):
-        out = torch.as_tensor(out, dtype=self.dtype, device=self.device)
-        out = out.expand(batch + self.var_shape) if out.shape != batch + self.var_shape else out
-        return out.reshape(batch + (self.n,))
+    def flat(self, name: str, batch: tuple, **inputs):
+        """Call `name` and concatenate its outputs, flattened, in the order it declares them."""
+        outs = self.call(name, **inputs)
+        outs = outs if isinstance(outs, tuple) else (outs,)
+        spec = self.plan.function(name)
+        layout = self.residual_layout if name in ("residual", "jvp_x") else self.state
+        pieces = []
+        for (key, _), out in zip(spec.outputs, outs):
+            _, size, shape = layout[key]
+            out = torch.as_tensor(out, dtype=self.dtype, device=self.device)
+            out = out.expand(batch + shape) if out.shape != batch + shape else out
+            pieces.append(out.reshape(batch + (size,)))
+        return pieces[0] if len(pieces) == 1 else torch.cat(pieces, dim=-1)
 
     # -- what solvers call ------------------------------------------------------
     def residual(self, x):
-        return self._flat(self._call("residual", x), x.shape[:-1])
+        return self.flat("residual", x.shape[:-1], state=x)
 
     def objective(self, x):
-        out = torch.as_tensor(self._call("objective", x), dtype=self.dtype, device=self.device)
+        out = torch.as_tensor(self.call("objective", state=x), dtype=self.dtype, device=self.device)
         return out.expand(x.shape[:-1])
 
     def gradient(self, x):
-        return self._flat(self._call("gradient", x), x.shape[:-1])
+        return self.flat("gradient", x.shape[:-1], state=x)
 
     def hvp(self, x, v):
-        return self._flat(self._call("hvp", x, v), x.shape[:-1])
+        return self.flat("hvp", x.shape[:-1], state=x, direction=v)
+
+    def jvp(self, x, v):
+        return self.flat("jvp_x", x.shape[:-1], state=x, direction=v)
+
+    def vjp(self, x, u):
+        return self.flat("vjp_x", x.shape[:-1], state=x, cotangent=u)
 
     def free_mask(self, x):
-        return self._flat(self._call("free_mask", x), x.shape[:-1])
+        return self.flat("free_mask", x.shape[:-1], state=x)
 
-    def bounds(self):
-        """(lower, upper) as flat (*batch, N) tensors; -inf/+inf where absent."""
-        out = []
-        for name, default in (("lower", -float("inf")), ("upper", float("inf"))):
-            if self.plan.function(name) is None:
-                out.append(torch.full(self.batch + (self.n,), default, dtype=self.dtype, device=self.device))
-            else:
-                out.append(self._flat(self._call(name), self.batch))
-        return tuple(out)
+    def prox(self, z, step):
+        """prox_{step * r}(z) on the var part of the state; `step` has the batch shape."""
+        return self.flat("prox", z.shape[:-1], state=z, step=torch.as_tensor(step, dtype=self.dtype))
 
-    def jacobian(self, x, which: str = "jvp_x"):
-        """The dense Jacobian of the residual (or Hessian, which="hvp"), shape (*batch, N, N).
+    def jacobian(self, x, which: str = "jvp_x", size: int | None = None):
+        """The dense Jacobian of `which` along the first `size` state entries (all by default).
 
-        All N directions go through the JVP at once: the identity's rows become
-        one more batch dim, inserted in front of each param's declared dims
-        (einsum turns the products into batched matrix-matrix products).
+        Shape (*batch, out, size). All directions go through one call: the
+        identity's rows become one more batch dim, inserted in front of each
+        param's declared dims (einsum turns the products into batched
+        matrix-matrix products).
         """
-        eye = torch.eye(self.n, dtype=self.dtype, device=self.device)
+        size = self.n if size is None else size
+        eye = torch.eye(size, dtype=self.dtype, device=self.device)
         params = {p.name: _unsqueeze_batch(self.params[p.name], len(p.shape)) for p in self.plan.params}
-        cols = self._call(which, x.unsqueeze(-2), eye, params=params)
-        cols = self._flat(cols, x.shape[:-1] + (self.n,))
+        cols = self.flat(which, x.shape[:-1] + (size,), state=x.unsqueeze(-2), direction=eye, params=params)
         return cols.transpose(-1, -2)
 
     def vjp_theta(self, x, u) -> dict:
         """{param name: (dF/dparam)^T u}, each with the full batch dims in front."""
-        outs = self._call("vjp_theta", x, u)
+        outs = self.call("vjp_theta", state=x, cotangent=u)
         outs = outs if isinstance(outs, tuple) else (outs,)
         spec = self.plan.function("vjp_theta")
         grads = {}
@@ -104,6 +124,23 @@ class BoundProblem:
 
     def plan_param(self, name: str):
         return next(p for p in self.plan.params if p.name == name)
+
+    def split(self, x) -> dict:
+        """The flat state as {block name: tensor of the block's shape}, batch dims in front."""
+        return {name: self._block(x, entry) for name, entry in self.state.items()}
+
+
+def _layout(blocks, dims: dict) -> dict:
+    """{name: (offset, size, concrete shape)} for consecutive blocks."""
+    out, offset = {}, 0
+    for name, shape in blocks:
+        shape = tuple(d if isinstance(d, int) else dims[d] for d in shape)
+        size = 1
+        for d in shape:
+            size *= d
+        out[name] = (offset, size, shape)
+        offset += size
+    return out
 
 
 def _unsqueeze_batch(t, rank: int):

@@ -3,22 +3,18 @@ from __future__ import annotations
 
 import torch
 
-from optlang.passes.select import DIRECT_MAX
+from optlang.passes.select import backward_method, default_solver
+from optlang.solvers.anderson import anderson
 from optlang.solvers.backward import adjoint_solve, param_grads
 from optlang.solvers.newton import newton
 from optlang.solvers.pgd import fista
 
-
-def backward_method(plan, n: int, requested: str) -> str:
-    """Settle backward = "auto" now that the var's size is known."""
-    if requested != "auto":
-        return requested
-    if plan.kind == "root" or n <= DIRECT_MAX:
-        return "direct"
-    return "cg"
-
-
 _modules: dict = {}  # plan -> generated module: printing and hashing happen once per plan
+
+
+def backward_tol(options: dict, dtype) -> float:
+    """The adjoint solve's tolerance: at least as tight as the forward's, tighter by default."""
+    return min(options["tol"], 1e-12 if dtype == torch.float64 else 1e-6)
 
 
 class TorchExecutor:
@@ -39,14 +35,26 @@ class TorchExecutor:
     def solve(self, bound, options: dict):
         plan = bound.plan
         tol, max_iter = options["tol"], options["max_iter"]
-        if plan.kind == "bounds":
-            return fista(bound, tol, max_iter)
+        solver = default_solver(plan, options["solver"])
+        if plan.kind == "prox":
+            return fista(bound, tol, max_iter, accelerate=solver == "fista")
+        if plan.kind == "kkt":
+            from optlang.runtime.kkt import solve_kkt
+
+            return solve_kkt(bound, tol, max_iter)
         x0 = torch.zeros(bound.batch + (bound.n,), dtype=bound.dtype, device=bound.device)
+        if solver == "anderson":
+            return anderson(lambda x: x - bound.residual(x), x0, tol, max_iter)
         return newton(bound, x0, tol, max_iter, minimize=plan.kind == "smooth")
 
     def backward(self, bound, x, g, options: dict, wanted: set) -> dict:
         method = backward_method(bound.plan, bound.n, options["backward"])
-        tol = min(options["tol"], 1e-12 if bound.dtype == torch.float64 else 1e-6)
-        w = adjoint_solve(bound, x, g, method, tol)
+        tol = backward_tol(options, bound.dtype)
+        J = None
+        if method == "direct" and bound.plan.kind == "kkt":
+            from optlang.runtime.kkt import kkt_jacobian
+
+            J = kkt_jacobian(bound, x, options["tol"])
+        w = adjoint_solve(bound, x, g, method, tol, J)
         grads = param_grads(bound, x, w)
         return {k: v for k, v in grads.items() if k in wanted}

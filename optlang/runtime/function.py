@@ -25,7 +25,8 @@ class CallState:
 
 
 class ImplicitSolve(torch.autograd.Function):
-    """x*(theta) with F(x*, theta) = 0; gradients by the implicit function theorem."""
+    """The flat state x*(theta) (vars, and duals for KKT) with F(x*, theta) = 0; gradients by the
+    implicit function theorem."""
 
     @staticmethod
     def forward(state: CallState, *tensors):
@@ -33,7 +34,7 @@ class ImplicitSolve(torch.autograd.Function):
         bound = state.make_bound(params)
         state.bound = bound
         state.result = state.executor.solve(bound, state.options)
-        return state.result.x.reshape(bound.batch + bound.var_shape)
+        return state.result.x.reshape(bound.batch + (bound.n,)).clone()
 
     @staticmethod
     def setup_context(ctx, inputs, output):
@@ -47,8 +48,8 @@ class ImplicitSolve(torch.autograd.Function):
         x, *tensors = ctx.saved_tensors
         params = dict(zip(state.names, (t.detach() for t in tensors)))
         bound = state.make_bound(params)
-        flat_x = x.detach().reshape(bound.batch + (bound.n,))
-        g = grad_out.reshape(bound.batch + (bound.n,)).to(flat_x.dtype)
+        flat_x = x.detach()
+        g = grad_out.to(flat_x.dtype)
         wanted = {name for name, needs in zip(state.names, ctx.needs_input_grad[1:]) if needs}
         grads = state.executor.backward(bound, flat_x, g, state.options, wanted)
         out = [None]

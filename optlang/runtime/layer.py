@@ -1,6 +1,7 @@
 """The compiled problem as an `nn.Module`: bind arguments, pick a backend, solve, report."""
 from __future__ import annotations
 
+import collections
 import os
 import warnings
 from dataclasses import dataclass
@@ -10,11 +11,11 @@ import torch
 from optlang.errors import CallError, OptError
 from optlang.ir.check import option_value
 from optlang.passes.pipeline import run
-from optlang.passes.select import BACKWARDS, SOLVERS
+from optlang.passes.select import SOLVERS, allowed_backwards, kind_label
 from optlang.runtime import binding
 from optlang.runtime.bound import BoundProblem
 from optlang.runtime.function import CallState, ImplicitSolve
-from optlang.solvers.result import default_tol
+from optlang.solvers.result import STATUS, default_tol
 
 BACKENDS = ("torch", "triton")
 CALL_OPTIONS = ("tol", "max_iter", "solver", "backward")
@@ -22,15 +23,25 @@ CALL_OPTIONS = ("tol", "max_iter", "solver", "backward")
 
 @dataclass
 class Stats:
-    """Per batch element: did it converge, how many iterations, the final relative residual."""
+    """Per batch element: did it converge, how many iterations, the final relative residual, and why
+    it stopped (`status`: indices into STATUS; `status_names()` spells them)."""
 
     converged: torch.Tensor
     iterations: torch.Tensor
     residual: torch.Tensor
+    status: torch.Tensor
+
+    STATUS = STATUS
 
     @property
     def all_converged(self) -> bool:
         return bool(self.converged.all())
+
+    def status_names(self):
+        """The status of each batch element as a word, nested like the batch (a str for no batch)."""
+        codes = self.status.tolist()
+        spell = lambda c: [spell(i) for i in c] if isinstance(c, list) else STATUS[c]  # noqa: E731
+        return spell(codes)
 
 
 class Solution:
@@ -81,11 +92,16 @@ class Layer(torch.nn.Module):
         self._defaults = dict(self.plan.options)
         self._defaults.update(self._check_options(options))
         self._backend = _check_backend(backend)
+        self._solution_type = collections.namedtuple(f"{self.plan.problem}_solution", [v.name for v in self.plan.vars])
 
     # -- public API ------------------------------------------------------------------
     def forward(self, **kwargs):
+        """The solution: the var's tensor, or a named tuple of the vars when there are several."""
         sol = self.solve(**kwargs)
-        return sol[self.plan.var.name]
+        names = tuple(v.name for v in self.plan.vars)
+        if len(names) == 1:
+            return sol[names[0]]
+        return self._solution_type(*(sol[n] for n in names))
 
     def solve(self, warn: bool = True, backend: str | None = None, **kwargs) -> Solution:
         call_options = {k: kwargs.pop(k) for k in CALL_OPTIONS if k in kwargs}
@@ -103,20 +119,33 @@ class Layer(torch.nn.Module):
         def make_bound(tensors):
             return BoundProblem(module, self.plan, tensors, dims, batch, dtype, device)
 
-        state = CallState(executor, self.plan, names, make_bound, options)
-        x = ImplicitSolve.apply(state, *(params[n] for n in names))
-        result = state.result
-        stats = Stats(result.converged, result.iterations, result.residual)
+        if options["backward"] == "unroll":
+            # Differentiate through the solver's iterations (for comparison): autograd records the
+            # PyTorch solver as it runs, whichever backend was asked for.
+            from optlang.runtime.executor import TorchExecutor
+
+            torch_executor = TorchExecutor()
+            bound = BoundProblem(torch_executor.module_for(self.plan), self.plan, params, dims, batch, dtype, device)
+            result = torch_executor.solve(bound, options)
+            flat = result.x
+        else:
+            state = CallState(executor, self.plan, names, make_bound, options)
+            flat = ImplicitSolve.apply(state, *(params[n] for n in names))
+            result, bound = state.result, state.bound
+        stats = Stats(result.converged, result.iterations, result.residual, result.status_codes())
         if warn and not stats.all_converged:
             bad = [tuple(i) for i in (~stats.converged).nonzero().tolist()]
             warnings.warn(
                 f"optlang: problem '{self.plan.problem}' did not converge at batch elements {bad[:20]}"
-                f"{' ...' if len(bad) > 20 else ''} (max relative residual "
+                f"{' ...' if len(bad) > 20 else ''} ({_status_summary(stats)}; max relative residual "
                 f"{float(stats.residual.max()):.3g}, tol {options['tol']:.3g}); see .stats",
                 RuntimeWarning,
                 stacklevel=_caller_stacklevel(),
             )
-        return Solution({self.plan.var.name: x}, {}, stats)
+        blocks = bound.split(flat)
+        values = {v.name: blocks[v.name] for v in self.plan.vars}
+        duals = {b.label: blocks[b.name] for b in self.plan.duals if b.label is not None}
+        return Solution(values, duals, stats)
 
     # -- helpers -----------------------------------------------------------------------
     def _check_options(self, options: dict) -> dict:
@@ -128,10 +157,13 @@ class Layer(torch.nn.Module):
                 out[key] = option_value(key, value)
             except OptError as exc:
                 raise CallError(exc.message + (f" ({exc.detail})" if exc.detail else "")) from None
-            allowed = {"solver": SOLVERS, "backward": BACKWARDS}.get(key)
-            if allowed and value != "auto" and value not in allowed[self.plan.kind]:
-                choices = ", ".join(f'"{c}"' for c in ("auto",) + allowed[self.plan.kind])
-                raise CallError(f'{key} "{value}" is not supported for this {self.plan.kind} problem yet; use {choices}')
+            label = kind_label(self.plan, self.plan.kind)
+            allowed = {"solver": SOLVERS[label],
+                       "backward": allowed_backwards(label, self.plan.function("free_mask") is not None)}.get(key)
+            if allowed and value != "auto" and value not in allowed:
+                choices = ", ".join(f'"{c}"' for c in ("auto",) + allowed)
+                raise CallError(f'{key} "{value}" is not available for this {label.replace("_", " ")} problem; '
+                                f"use {choices}")
         return out
 
     def _options(self, call_options: dict, dtype) -> dict:
@@ -156,6 +188,11 @@ class Layer(torch.nn.Module):
         from optlang.backends.triton.executor import TritonExecutor
 
         return TritonExecutor()
+
+
+def _status_summary(stats: Stats) -> str:
+    codes = stats.status[~stats.converged].tolist()
+    return ", ".join(f"{codes.count(i)} {STATUS[i]}" for i in sorted(set(codes)))
 
 
 def _check_backend(backend):

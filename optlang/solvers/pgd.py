@@ -1,11 +1,13 @@
-"""Accelerated projected gradient (FISTA) with backtracking, then semismooth Newton polish.
+"""Accelerated proximal gradient (FISTA) with backtracking, then semismooth Newton polish.
 
 FISTA (Beck & Teboulle) with a per-element Lipschitz estimate found by
-backtracking, and O'Donoghue & Candes' gradient restart. Once the
-projected-gradient residual is small the active set is (almost always)
-settled, and semismooth Newton steps on F(x) = x - P(x - grad f(x)) reach
-full accuracy in a few iterations; a step is kept only where it lowers the
-residual, so the polish can never make things worse.
+backtracking, and O'Donoghue & Candes' gradient restart; `accelerate=False`
+is the plain proximal gradient method ("pgd"). Once the fixed-point residual
+is small the active set is (almost always) settled, and semismooth Newton
+steps on F(x) = x - prox(x - grad f(x)) reach full accuracy in a few
+iterations; a step is kept only where it lowers the residual, so the polish
+can never make things worse. `prob.prox(z, step)` is prox_{step r}(z); at step
+0 it is the projection onto the sets (the prox terms vanish).
 """
 from __future__ import annotations
 
@@ -19,11 +21,10 @@ POLISH_STEPS = 20
 MAX_BACKTRACK = 60
 
 
-def fista(prob, tol: float, max_iter: int) -> SolveResult:
-    """Minimize f over the box [lower, upper] given by `prob.bounds()`."""
-    lo, hi = prob.bounds()
-    project = lambda z: torch.minimum(torch.maximum(z, lo), hi)  # noqa: E731
-    x = project(torch.zeros_like(lo))
+def fista(prob, tol: float, max_iter: int, accelerate: bool = True) -> SolveResult:
+    """Minimize f + r, r given by its prox `prob.prox`, from the projection of 0."""
+    zero = torch.zeros(prob.batch + (prob.n,), dtype=prob.dtype, device=prob.device)
+    x = prob.prox(zero, torch.zeros(prob.batch, dtype=prob.dtype, device=prob.device))
     F = prob.residual(x)
     scale = F.abs().amax(dim=-1)
     res = relative_residual(F, scale)
@@ -36,11 +37,11 @@ def fista(prob, tol: float, max_iter: int) -> SolveResult:
     while it < max_iter and not bool(done.all()):
         active = ~done
         g, fy = prob.gradient(y), prob.objective(y)
-        x_new, L = _backtrack(prob, project, y, g, fy, L, active)
+        x_new, L = _backtrack(prob, y, g, fy, L, active)
         # Restart momentum where it points uphill (gradient restart).
         uphill = (g * (x_new - x)).sum(-1) > 0
         t = torch.where(uphill, torch.ones_like(t), t)
-        t_next = 0.5 * (1 + torch.sqrt(1 + 4 * t * t))
+        t_next = 0.5 * (1 + torch.sqrt(1 + 4 * t * t)) if accelerate else torch.ones_like(t)
         y_new = x_new + ((t - 1) / t_next)[..., None] * (x_new - x)
         x = torch.where(active[..., None], x_new, x)
         y = torch.where(active[..., None], y_new, y)
@@ -52,7 +53,7 @@ def fista(prob, tol: float, max_iter: int) -> SolveResult:
         res = torch.where(active, relative_residual(F, scale), res)
         done = done | (res <= tol)
         if bool(((res <= polish_at) | done).all()):
-            x, res, done, iters = _polish(prob, project, x, res, scale, tol, done, iters)
+            x, res, done, iters = _polish(prob, x, res, scale, tol, done, iters)
             y = x.clone()
             t = torch.ones_like(t)
             # Polish again only after FISTA has made a decade of progress.
@@ -60,12 +61,12 @@ def fista(prob, tol: float, max_iter: int) -> SolveResult:
     return SolveResult(x, done, iters, res)
 
 
-def _backtrack(prob, project, y, g, fy, L, active):
+def _backtrack(prob, y, g, fy, L, active):
     """Find per element the smallest tried L with the quadratic upper bound satisfied."""
     accepted = ~active
     x_new = y.clone()
     for _ in range(MAX_BACKTRACK):
-        trial = project(y - g / L[..., None])
+        trial = prob.prox(y - g / L[..., None], 1 / L)
         d = trial - y
         bound = fy + (g * d).sum(-1) + 0.5 * L * (d * d).sum(-1)
         slack = 8 * torch.finfo(fy.dtype).eps * fy.abs()
@@ -79,15 +80,15 @@ def _backtrack(prob, project, y, g, fy, L, active):
     return x_new, L
 
 
-def _polish(prob, project, x, res, scale, tol, done, iters):
-    """Semismooth Newton on the projected-gradient fixed point; keep only improving steps."""
+def _polish(prob, x, res, scale, tol, done, iters):
+    """Semismooth Newton on the proximal-gradient fixed point; keep only improving steps."""
     for _ in range(POLISH_STEPS):
         active = ~done
         if not bool(active.any()):
             break
         F = prob.residual(x)
         dx, _ = solve(prob.jacobian(x), -F)
-        trial = project(x + dx)
+        trial = prob.prox(x + dx, torch.zeros_like(res))
         res_trial = relative_residual(prob.residual(trial), scale)
         better = active & torch.isfinite(res_trial) & (res_trial < res)
         x = torch.where(better[..., None], trial, x)

@@ -1,0 +1,100 @@
+"""KKT problems on the PyTorch backend: the interior-point method's view of a bound problem,
+and the dense KKT Jacobian with weakly active constraints made explicit.
+
+The state of a KKT problem is (vars, lam, nu): the vars' blocks, then one dual
+block per inequality, then one per equality, in the order of the file.
+"""
+from __future__ import annotations
+
+import math
+import warnings
+
+import torch
+
+from optlang.solvers.ipm import ipm
+from optlang.solvers.result import SolveResult
+
+WEAK = 100.0  # a constraint with lam <= WEAK sqrt(tol) and |g| <= WEAK sqrt(tol) is weakly active
+
+
+class KKTView:
+    """`ipm`'s interface over a BoundProblem: one flat batch dim B, the vars only as x."""
+
+    def __init__(self, bound):
+        self.bound = bound
+        self.batch_size = math.prod(bound.batch)
+        self.n = bound.n_vars
+        sizes = {"ineq": 0, "eq": 0}
+        for b in bound.plan.state:
+            if b.kind != "var":
+                sizes[b.kind] += bound.state[b.name][1]
+        self.m, self.p = sizes["ineq"], sizes["eq"]
+        self.dtype, self.device = bound.dtype, bound.device
+        self.affine_constraints = bound.plan.affine_constraints
+
+    def _in(self, t):
+        return t.reshape(self.bound.batch + t.shape[1:])
+
+    def _out(self, t):
+        return t.reshape((self.batch_size,) + t.shape[len(self.bound.batch):])
+
+    def objective(self, x):
+        return self._out(self.bound.objective(self._in(x)))
+
+    def gradient(self, x):
+        return self._out(self.bound.gradient(self._in(x)))
+
+    def ineq(self, x):
+        return self._out(self.bound.flat("ineq", self.bound.batch, state=self._in(x)))
+
+    def eq(self, x):
+        return self._out(self.bound.flat("eq", self.bound.batch, state=self._in(x)))
+
+    def ineq_jacobian(self, x):
+        return self._out(self.bound.jacobian(self._in(x), "jvp_ineq", self.n))
+
+    def eq_jacobian(self, x):
+        return self._out(self.bound.jacobian(self._in(x), "jvp_eq", self.n))
+
+    def lagrangian_hessian(self, x, lam, nu):
+        state = torch.cat([x, lam, nu], dim=-1)
+        return self._out(self.bound.jacobian(self._in(state), "hvp_lagrangian", self.n))
+
+
+def solve_kkt(bound, tol: float, max_iter: int) -> SolveResult:
+    """The interior-point solve, returned as the flat state (vars, lam, nu) with per-element stats."""
+    view = KKTView(bound)
+    out = ipm(view, tol, max_iter)
+    state = torch.cat([out.x, out.lam, out.nu], dim=-1).reshape(bound.batch + (bound.n,))
+    shape = bound.batch
+    return SolveResult(state, out.converged.reshape(shape), out.iterations.reshape(shape),
+                       out.residual.reshape(shape), out.status.reshape(shape))
+
+
+def kkt_jacobian(bound, state, tol: float):
+    """The dense Jacobian of the KKT residual, with weakly active constraints treated as inactive.
+
+    Row i of the complementarity block is lam_i dg_i + g_i dlam_i. Where lam_i and
+    g_i are both about 0 (weakly active) that row vanishes and the solution map
+    has no derivative (only one-sided ones); the row is replaced by dlam_i = 0,
+    the derivative of the side where the constraint is inactive, and a warning
+    names the batch elements.
+    """
+    J = bound.jacobian(state)
+    n, m = bound.n_vars, KKTView(bound).m
+    if m == 0:
+        return J
+    lam = state[..., n: n + m]
+    g = bound.flat("ineq", state.shape[:-1], state=state)
+    limit = WEAK * math.sqrt(tol)
+    weak = (lam.abs() <= limit) & (g.abs() <= limit)
+    if bool(weak.any()):
+        rows = torch.zeros_like(J[..., n: n + m, :])
+        rows[..., torch.arange(m), n + torch.arange(m)] = -1.0
+        J = J.clone()
+        J[..., n: n + m, :] = torch.where(weak[..., None], rows, J[..., n: n + m, :])
+        where = weak.any(-1).nonzero().tolist()
+        warnings.warn(f"optlang: a constraint is weakly active (its dual and its slack are both ~0) at batch "
+                      f"elements {where[:10]}: the solution is not differentiable there; the gradient treats the "
+                      "constraint as inactive", RuntimeWarning, stacklevel=5)
+    return J
