@@ -102,7 +102,9 @@ def _solve_arguments(p) -> None:
                    "(default: the file's options, else 1e-10 in float64, 1e-5 in float32)")
     p.add_argument("--max-iter", type=int, default=None, dest="max_iter",
                    help="iteration limit (default: the file's options, else 500)")
-    p.add_argument("--solver", default=None, help="override the file's solver (newton; pgd or fista with bounds)")
+    p.add_argument("--solver", default=None,
+                   help="override the file's solver (see `optlang conditions` for the class's choices)")
+    p.add_argument("--backward", default=None, help="override the file's backward method (direct, cg, ...)")
 
 
 def main(argv=None) -> int:
@@ -224,7 +226,7 @@ def cmd_solve(args) -> int:
     from optlang.runtime.layer import compile_source
 
     text = read_source(args.file)
-    options = {k: getattr(args, k) for k in ("tol", "max_iter", "solver") if getattr(args, k) is not None}
+    options = {k: getattr(args, k) for k in ("tol", "max_iter", "solver", "backward") if getattr(args, k) is not None}
     try:
         layer = compile_source(text, args.file, backend=args.backend, **options)
     except CallError as exc:  # a bad option value
@@ -297,7 +299,7 @@ def load_params(path, problem, dtype, device) -> dict:
     return out
 
 
-STATS = ("converged", "iterations", "residual")
+STATS = ("converged", "iterations", "residual", "status")
 
 
 def solution_arrays(sol, problem) -> dict:
@@ -321,13 +323,17 @@ def print_summary(args, problem, sol, arrays) -> None:
           f"batch shape {batch}, {dtype})")
     for v in problem.vars:
         print(f"  {v.name}: shape {tuple(arrays[v.name].shape)}")
+    for label, dual in sorted(sol.duals.items()):
+        print(f"  dual {label}: shape {tuple(dual.shape)}")
     print(f"  converged {int(stats.converged.sum())}/{count}, iterations max {int(stats.iterations.max())}, "
           f"max residual {float(stats.residual.max()):.3g}")
     if not stats.all_converged:
         bad = [tuple(i) for i in (~stats.converged).nonzero().tolist()]
         more = " ..." if len(bad) > 20 else ""
+        codes = stats.status[~stats.converged].tolist()
+        why = ", ".join(f"{codes.count(c)} {stats.STATUS[c]}" for c in sorted(set(codes)))
         print(f"warning: problem '{problem.name}' did not converge at batch elements {bad[:20]}{more} "
-              f"(max relative residual {float(stats.residual.max()):.3g}); try a larger --max-iter",
+              f"({why}; max relative residual {float(stats.residual.max()):.3g}); see the status array in --out",
               file=sys.stderr)
 
 

@@ -63,10 +63,17 @@ def example_data(path: str, batch: int | None = None, seed: int = 0) -> dict:
         out[p.name] = _draw(rng, shape, p.domain)
     if {"lo", "hi"} <= out.keys():  # box_ls: a box that holds the origin
         out["lo"], out["hi"] = -np.abs(out["lo"]) - 0.1, np.abs(out["hi"]) + 0.1
+    if {"G", "h", "b"} <= out.keys():  # qp: the origin is strictly feasible
+        out["h"], out["b"] = np.abs(out["h"]) + 0.1, np.zeros_like(out["b"])
+    if "W" in out:  # deq: a contraction, so the equilibrium is unique
+        out["W"] = 0.5 * out["W"] / np.linalg.norm(out["W"], 2, axis=(-2, -1), keepdims=True)
     return out
 
 
 def _draw(rng, shape, domain) -> np.ndarray:
+    if domain.psd:  # symmetric positive definite, with the batch dims in front
+        M = rng.normal(size=shape)
+        return M @ np.swapaxes(M, -1, -2) / shape[-1] + np.eye(shape[-1])
     if domain.lo is not None and domain.hi is not None:
         lo, hi = domain.lo, domain.hi
         return lo + (hi - lo) * rng.uniform(0.05, 0.95, size=shape)
@@ -133,8 +140,12 @@ def test_solve_round_trip(capsys, tmp_path, example):
     layer = optlang.compile(example)
     expected = layer.solve(**{k: torch.as_tensor(v) for k, v in data.items()})
     var = layer.stages.problem.vars[0].name
+    duals = sorted(expected.duals)
     with np.load(out_path) as got:
-        assert sorted(got.files) == sorted([var, "converged", "iterations", "residual"])
+        assert sorted(got.files) == sorted([var, *duals, "converged", "iterations", "residual", "status"])
+        for label in duals:
+            np.testing.assert_allclose(got[label], expected.duals[label].numpy(), rtol=1e-12, atol=1e-12)
+        assert (got["status"] == 0).all()
         np.testing.assert_allclose(got[var], expected[var].numpy(), rtol=1e-12, atol=1e-12)
         assert got["converged"].dtype == bool and got["converged"].shape == (2,) and got["converged"].all()
         np.testing.assert_array_equal(got["iterations"], expected.stats.iterations.numpy())
@@ -142,7 +153,7 @@ def test_solve_round_trip(capsys, tmp_path, example):
     assert out.splitlines()[0] == f"{example}: solved problem {layer.stages.problem.name} " \
                                   "(2 problems, batch shape (2,), float64)"
     assert f"  converged 2/2, iterations max {int(expected.stats.iterations.max())}" in out
-    assert out.endswith(f"wrote {out_path} ({var}, converged, iterations, residual)\n")
+    assert out.endswith(f"wrote {out_path} ({', '.join([var, *duals])}, converged, iterations, residual, status)\n")
 
 
 @pytest.mark.parametrize("example", EXAMPLES)
@@ -181,7 +192,8 @@ def test_solve_var_named_like_a_stat(capsys, tmp_path):
                           "--out", str(tmp_path / "s.npz"))
     assert status == 0
     with np.load(tmp_path / "s.npz") as got:
-        assert sorted(got.files) == ["residual", "stats_converged", "stats_iterations", "stats_residual"]
+        assert sorted(got.files) == ["residual", "stats_converged", "stats_iterations", "stats_residual",
+                                     "stats_status"]
         assert float(got["residual"]) == pytest.approx(2.0)
 
 

@@ -347,7 +347,7 @@ ERRORS = [
     ("not a number", "ridge", dict(X=X53, y=y5, lam="1"),
      "parameter 'lam': expected a tensor or a number, found str"),
     ("cg for a root problem", "kepler", dict(M=1.0, e=0.5, backward="cg"),
-     'backward "cg" is not available for this root problem; use "auto", "direct", "gmres", "unroll"'),
+     'backward "cg" is not available for a root problem; use "auto", "direct", "gmres", "unroll"'),
 ]
 
 

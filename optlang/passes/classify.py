@@ -80,11 +80,14 @@ def classify(problem: Problem) -> Classified:
         raise NotSupportedError(
             f"the nonsmooth term {term.op}({term.var}) cannot be combined with these constraints",
             term.span or problem.statement_span,
-            f"{why_not}; for norm1 use an epigraph var instead: `var t[..]`, `-t <= {term.var} <= t`, and "
-            f"c * sum(t) in the objective",
+            f"{why_not}; " + (
+                f"for norm1 use an epigraph var instead: `var t[..]`, `-t <= {term.var} <= t`, and c * sum(t) in "
+                "the objective (a linear program the KKT path solves)" if term.op == "norm1" else
+                f"norm2 has a known prox only on a var with no constraint: bound it instead with "
+                f"`sumsq({term.var}) <= s^2` for a param s, or drop the constraints"),
         )
     for con in problem.constraints:
-        _check_kkt_constraint(con, signs)
+        _check_kkt_constraint(con, signs, problem)
     return Classified(problem, "kkt", smooth, why=why_not)
 
 
@@ -107,11 +110,11 @@ def _split_objective(problem, signs: dict):
             continue
         node, span = _nonsmooth_at(term)
         name = _written_name(span) or node.op
-        raise NotSupportedError(
-            f"the nonsmooth function {name} is not supported here",
-            span or problem.statement_span,
-            PROX_HINTS[found].format(name=name),
-        )
+        hint = PROX_HINTS[found].format(name=name)
+        if found == "coefficient" and problem.sense == "maximize" and sign < 0:
+            hint = f"in a maximize a norm term is a penalty: subtract it (maximize g - c * {name}(x), c >= 0)"
+        raise NotSupportedError(f"the nonsmooth function {name} is not supported here", span or problem.statement_span,
+                                hint)
     return smooth, tuple(prox_terms)
 
 
@@ -119,8 +122,8 @@ PROX_HINTS = {
     "nonsmooth": "a nonsmooth function may appear only as a term c * norm1(var) or c * norm2(var) of the "
                  "objective (c a nonnegative scalar of params); write {name} as constraints instead, e.g. with "
                  "an epigraph var",
-    "argument": "{name} has a known prox only applied to a var itself, as in lam * {name}(w); for {name}(X @ w) "
-                "introduce a var for X @ w with an equality constraint",
+    "argument": "{name} has a known prox only applied to a var itself, as in lam * {name}(w); for {name} of an "
+                "expression e use an epigraph var t: -t <= e <= t as constraints and c * sum(t) in the objective",
     "coefficient": "the coefficient of {name} must be a nonnegative scalar: a number, or params declared "
                    "with `>= 0` or `> 0` (e.g. `param lam >= 0`)",
 }
@@ -144,7 +147,8 @@ def _known_sets(problem, prox_terms) -> tuple:
             continue
         var = next((v for v in problem.vars if simplex_sum(con, v) or ball_radius(con, v) is not None), None)
         if var is None:
-            return None, "a constraint is not a bound, a simplex or a ball on one var"
+            return None, f"the constraint on line {con.span.line if con.span else '?'} is not a bound, a simplex or a " \
+                         "ball on one var"
         vs = by_var[var.name]
         if ball_radius(con, var) is not None and vs.radius is None:
             by_var[var.name] = replace(vs, radius=ball_radius(con, var))
@@ -169,8 +173,17 @@ def _known_sets(problem, prox_terms) -> tuple:
     return tuple(by_var[v.name] for v in problem.vars), ""
 
 
-def _check_kkt_constraint(con, signs: dict) -> None:
+def _check_kkt_constraint(con, signs: dict, problem) -> None:
     """KKT constraints are smooth; equalities affine, inequalities g <= 0 with g convex."""
+    var = next((v for v in problem.vars if ball_radius(con, v) is not None), None)
+    if var is not None:
+        why = f"it has a label ('{con.label}')" if con.label else "the var has other constraints or terms"
+        raise NotSupportedError(
+            f"the ball norm2({var.name}) <= r cannot be projected onto here: {why}",
+            con.span,
+            f"the ball has a known projection only as the var's one constraint, without a label; otherwise write it "
+            f"smooth, as `sumsq({var.name}) <= r^2` (its dual is then the squared form's)",
+        )
     _reject_nonsmooth(con.expr, con.span, "constraint")
     shape = curvature(con.expr, signs)
     if con.kind == "eq" and shape not in ("affine", "const"):
@@ -193,8 +206,8 @@ NONSMOOTH_HINTS = {
     "bound": "bounds, radii and simplex totals must be smooth in the params; compute this one outside the "
              "problem and pass it as a param",
     "constraint": "general constraints must be smooth (the interior-point method uses their derivatives); "
-                  "{name} has a known projection only as norm2(x) <= r on a var alone, and abs/max can be "
-                  "written as two linear inequalities",
+                  "rewrite {name} with linear inequalities, e.g. abs(x) <= c as -c <= x <= c, or norm1(x) <= c "
+                  "with an epigraph var t: -t <= x <= t and sum(t) <= c",
     "root": "a root equation must be smooth (Newton and the backward pass use its Jacobian); replace {name} "
             "with a smooth function",
     "fixed_point": "a fixed-point map must be smooth (the backward pass uses its Jacobian); replace {name} "
@@ -221,11 +234,11 @@ def _reject_nonsmooth(root, span, where: str) -> None:
     if found is not None:
         node, near = found
         name = _written_name(near) or node.op
-        raise NotSupportedError(
-            f"the nonsmooth function {name} is not supported here",
-            near,
-            NONSMOOTH_HINTS[where].format(name=name),
-        )
+        hint = NONSMOOTH_HINTS[where].format(name=name)
+        if where == "constraint" and name == "norm2":
+            hint = ("general constraints must be smooth (the interior-point method uses their derivatives); write "
+                    "norm2(e) <= r as sumsq(e) <= r^2")
+        raise NotSupportedError(f"the nonsmooth function {name} is not supported here", near, hint)
 
 
 def _written_name(span) -> str | None:

@@ -17,7 +17,6 @@ from dataclasses import dataclass
 
 from optlang.ir import algebra as A
 from optlang.ir.nodes import Input
-from optlang.ir.walk import substitute
 from optlang.passes.classify import Classified
 from optlang.passes.derivatives import grad
 
@@ -91,10 +90,9 @@ def derive_conditions(classified: Classified) -> Conditions:
         return Conditions(classified, var_blocks, tuple((b.cotangent, gi) for b, gi in zip(var_blocks, g)),
                           objective=f, gradient=g)
     if classified.kind == "prox":
-        prox = tuple(prox_of(vs, b.input) for vs, b in zip(classified.sets, var_blocks))
-        at = {b.input: A.sub(b.input, gi) for b, gi in zip(var_blocks, g)}
-        at[STEP] = A.const(1.0)
-        residual = tuple((b.cotangent, A.sub(b.input, substitute(p, at))) for b, p in zip(var_blocks, prox))
+        prox = tuple(prox_of(vs, b.input, STEP) for vs, b in zip(classified.sets, var_blocks))
+        residual = tuple((b.cotangent, A.sub(b.input, prox_of(vs, A.sub(b.input, gi), A.const(1.0))))
+                         for vs, b, gi in zip(classified.sets, var_blocks, g))
         return Conditions(classified, var_blocks, residual, objective=f, gradient=g, prox=prox)
     return _kkt(classified, var_blocks, f, g)
 
@@ -117,20 +115,20 @@ def _kkt(classified, var_blocks, f, g) -> Conditions:
                       eq=tuple(eq), lagrangian=L)
 
 
-def prox_of(vs, x: Input):
-    """prox_{step * r}(x) for the var's regularizer r: its set's indicator plus its prox term."""
-    z = x
+def prox_of(vs, z, step):
+    """prox_{step * r}(z) for the var's regularizer r: its set's indicator plus its prox term."""
+    shape = z.shape
     if vs.term is not None:
-        t = A.mul(STEP, vs.term.coef)
+        t = A.mul(step, vs.term.coef)
         if vs.term.op == "norm1":  # soft thresholding
             z = A.sub(z, A.ew("minimum", A.ew("maximum", z, A.neg(t)), t))
         else:  # block soft thresholding
             norm = A.ew("maximum", A.reduce("norm2", z), A.const(TINY))
             z = A.mul(z, A.ew("relu", A.sub(A.const(1.0), A.div(t, norm))))
     if vs.lower is not None:  # in 1-D, the prox of |.| plus a box is the box projection of the prox
-        z = A.ew("maximum", z, A.broadcast_to(vs.lower, x.shape))
+        z = A.ew("maximum", z, A.broadcast_to(vs.lower, shape))
     if vs.upper is not None:
-        z = A.ew("minimum", z, A.broadcast_to(vs.upper, x.shape))
+        z = A.ew("minimum", z, A.broadcast_to(vs.upper, shape))
     if vs.radius is not None:
         norm = A.ew("maximum", A.reduce("norm2", z), A.const(TINY))
         z = A.mul(z, A.ew("minimum", A.const(1.0), A.div(vs.radius, norm)))
@@ -141,12 +139,9 @@ def prox_of(vs, x: Input):
 
 def project_simplex(z, axis, total):
     """The projection onto {x >= 0, sum(x, axis) == total}: relu(z - tau), tau the simplex threshold."""
+    spread = lambda t: A.broadcast_to(t, z.shape) if t.shape == () else A.expand_dims_to(t, axis, z.shape)  # noqa: E731
     scaled = not A.is_value(total, 1.0)
     if scaled:  # P_{c * simplex}(z) = c * P_simplex(z / c)
-        z = A.div(z, A.broadcast_to(total, z.shape) if axis is None else A.expand_dims_to(total, axis, z.shape))
-    tau = A.reduce("simplex_tau", z, axis)
-    tau = A.broadcast_to(tau if axis is None else A.expand_dims(tau, axis), z.shape)
-    out = A.ew("relu", A.sub(z, tau))
-    if scaled:
-        out = A.mul(out, A.broadcast_to(total, z.shape) if axis is None else A.expand_dims_to(total, axis, z.shape))
-    return out
+        z = A.div(z, spread(total))
+    out = A.ew("relu", A.sub(z, spread(A.reduce("simplex_tau", z, axis))))
+    return A.mul(out, spread(total)) if scaled else out

@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from optlang.ir import algebra as A
 from optlang.ir.nodes import Input
 from optlang.ir.walk import substitute
-from optlang.passes.conditions import STEP, Conditions
+from optlang.passes.conditions import STEP, Conditions, prox_of
 from optlang.passes.derivatives import jvp, vjp
 
 
@@ -93,9 +93,9 @@ def _prox_functions(cond, xs, theta) -> list:
     if all(vs.diagonal for vs in cond.classified.sets):
         # prox is elementwise here: its Jacobian at z = x - grad f is diagonal, given by a JVP along ones.
         at = {x: A.sub(x, g) for x, g in zip(xs, cond.gradient)}
-        at[STEP] = A.const(1.0)
         ones = {b.name: A.fill(1.0, b.shape) for b in cond.var_blocks}
-        masks = tuple((n, substitute(jvp(p, ones), at)) for n, p in zip(names, cond.prox))
+        masks = tuple((n, substitute(jvp(prox_of(vs, x, A.const(1.0)), ones), at))
+                      for n, vs, x in zip(names, cond.classified.sets, xs))
         out.append(FunctionSpec("free_mask", xs + theta, masks,
                                 "the diagonal of the prox's Jacobian at x - grad f (1 where x is free)"))
     return out

@@ -52,6 +52,16 @@ BACKWARD_WHY = {
 }
 
 
+# How messages name the classes: the words of LANGUAGE.md, not the internal kinds.
+CLASS_WORDS = {
+    "smooth": "an unconstrained smooth problem",
+    "prox": "a problem with bounds, simplex or ball sets, or norm terms",
+    "kkt": "a problem with general constraints",
+    "root": "a root problem",
+    "fixed_point": "a fixed point problem",
+}
+
+
 def kind_label(plan_or_problem, kind: str) -> str:
     """The class as the option tables know it: fixed points are roots with their own solvers."""
     return "fixed_point" if getattr(plan_or_problem, "sense", "") == "fixed_point" else kind
@@ -66,10 +76,12 @@ def select(fns: Functions) -> tuple:
     if solver == "auto":
         solver, why = SOLVERS[label][0], SOLVER_WHY[label]
     elif solver not in SOLVERS[label]:
+        missing = not any(solver in s for s in SOLVERS.values())
         raise NotSupportedError(
+            f'solver "{solver}" is not provided by this version of optlang' if missing else
             f'solver "{solver}" is not available for this problem',
             problem.option_span("solver"),
-            f"for a {label.replace('_', ' ')} problem use " + " or ".join(f'"{s}"' for s in ("auto",) + SOLVERS[label]),
+            f"for {CLASS_WORDS[label]} use " + " or ".join(f'"{s}"' for s in ("auto",) + SOLVERS[label]),
         )
     else:
         why = "set in the options block"
@@ -82,7 +94,7 @@ def select(fns: Functions) -> tuple:
         raise NotSupportedError(
             f'backward "{backward}" is not available for this problem',
             problem.option_span("backward"),
-            f"for a {label.replace('_', ' ')} problem use " + " or ".join(f'"{b}"' for b in ("auto",) + allowed)
+            f"for {CLASS_WORDS[label]} use " + " or ".join(f'"{b}"' for b in ("auto",) + allowed)
             + _why_not(label, backward),
         )
     else:

@@ -109,7 +109,7 @@ def simplex_sum(con, var) -> tuple | None:
         lhs = lhs.a
     if not (isinstance(lhs, Reduce) and lhs.op == "sum" and isinstance(lhs.a, Input) and lhs.a.name == var.name):
         return None
-    if has_var(rhs) or (lhs.axis is None) != (rhs.shape == ()):
+    if has_var(rhs) or (lhs.axis is None and rhs.shape != ()):
         return None
     if lhs.axis is not None and len(var.shape) != 2:
         return None

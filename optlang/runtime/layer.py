@@ -11,7 +11,7 @@ import torch
 from optlang.errors import CallError, OptError
 from optlang.ir.check import option_value
 from optlang.passes.pipeline import run
-from optlang.passes.select import SOLVERS, allowed_backwards, kind_label
+from optlang.passes.select import CLASS_WORDS, SOLVERS, allowed_backwards, kind_label
 from optlang.runtime import binding
 from optlang.runtime.bound import BoundProblem
 from optlang.runtime.function import CallState, ImplicitSolve
@@ -162,8 +162,7 @@ class Layer(torch.nn.Module):
                        "backward": allowed_backwards(label, self.plan.function("free_mask") is not None)}.get(key)
             if allowed and value != "auto" and value not in allowed:
                 choices = ", ".join(f'"{c}"' for c in ("auto",) + allowed)
-                raise CallError(f'{key} "{value}" is not available for this {label.replace("_", " ")} problem; '
-                                f"use {choices}")
+                raise CallError(f'{key} "{value}" is not available for {CLASS_WORDS[label]}; use {choices}')
         return out
 
     def _options(self, call_options: dict, dtype) -> dict:
