@@ -650,6 +650,11 @@ t.opt:7:3: error: the ball norm2(w) <= r cannot be projected onto here: the var 
     norm2(w) <= r
     ^^^^^^^^^^^^^
 the ball has a known projection only as the var's one constraint, without a label; otherwise write it smooth, as `sumsq(w) <= r^2` (its dual is then the squared form's)"""),
+    ('ball-radius-of-unknown-sign', C + "  norm2(w) <= lam\n", """\
+t.opt:7:3: error: the radius of a ball must be provably nonnegative
+    norm2(w) <= lam
+    ^^^^^^^^^^^^^^^
+declare its params with `>= 0` or `> 0` (e.g. `param r > 0`); a negative radius leaves no point"""),
     ('labelled-ball', C + "  ball: norm2(w) <= r\n", """\
 t.opt:7:3: error: the ball norm2(w) <= r cannot be projected onto here: it has a label ('ball')
     ball: norm2(w) <= r
@@ -748,8 +753,11 @@ NOW_SUPPORTED = [
     ('maximize-minus-norm', P + "maximize -sumsq(w - y) - mu * norm1(w)\n", "prox"),
     # known sets: boxes with param bounds, simplex (also row-wise), ball; with a norm1 term on a box
     ('simplex-eq', V + "minimize sumsq(w - y)\nsubject to\n  w >= 0\n  sum(w) == 1\n", "prox"),
-    ('simplex-rows-param-total', "problem p\ndim n, k\nparam Y[n, k], t[n]\nvar X[n, k]\n"
+    ('simplex-rows-param-total', "problem p\ndim n, k\nparam Y[n, k], t[n] > 0\nvar X[n, k]\n"
                                  "minimize sumsq(X - Y)\nsubject to\n  X >= 0\n  sum(X, axis=1) == t\n", "prox"),
+    # A total of unknown sign is no scaled simplex (c * P(z / c) needs c > 0): the KKT path takes it.
+    ('simplex-total-of-unknown-sign', "problem p\ndim n, k\nparam Y[n, k], t[n]\nvar X[n, k]\n"
+                                      "minimize sumsq(X - Y)\nsubject to\n  X >= 0\n  sum(X, axis=1) == t\n", "kkt"),
     ('simplex-rows', "problem p\ndim n, k\nparam Y[n, k]\nvar X[n, k]\n"
                      "minimize sumsq(X - Y)\nsubject to\n  X >= 0\n  sum(X, axis=1) == 1\n", "prox"),
     ('simplex-columns-ones', "problem p\ndim n, k\nparam Y[n, k]\nvar X[n, k]\n"

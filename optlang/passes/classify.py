@@ -20,7 +20,7 @@ from optlang.ir import algebra as A
 from optlang.ir.nodes import Elementwise, Problem, Reduce, children
 from optlang.ir.primitives import ELEMENTWISE, REDUCTIONS
 from optlang.passes.structure import (ProxTerm, as_prox_term, ball_radius, curvature, is_zero_bound, param_signs,
-                                      simplex_sum, terms)
+                                      sign_of, simplex_sum, terms)
 
 
 @dataclass(frozen=True)
@@ -71,7 +71,7 @@ def classify(problem: Problem) -> Classified:
     smooth, prox_terms = _split_objective(problem, signs)
     if not problem.constraints and not prox_terms:
         return Classified(problem, "smooth", smooth, why="smooth objective, no constraints")
-    sets, why_not = _known_sets(problem, prox_terms)
+    sets, why_not = _known_sets(problem, prox_terms, signs)
     if sets is not None:
         return Classified(problem, "prox", smooth, sets, why="every constraint and nonsmooth term has a known "
                           "projection or proximal operator")
@@ -129,7 +129,7 @@ PROX_HINTS = {
 }
 
 
-def _known_sets(problem, prox_terms) -> tuple:
+def _known_sets(problem, prox_terms, signs: dict) -> tuple:
     """(one VarSet per var, None) if every constraint is a known set, else (None, why not)."""
     by_var = {v.name: VarSet(v.name) for v in problem.vars}
     for t in prox_terms:
@@ -150,7 +150,14 @@ def _known_sets(problem, prox_terms) -> tuple:
             return None, f"the constraint on line {con.span.line if con.span else '?'} is not a bound, a simplex or a " \
                          "ball on one var"
         vs = by_var[var.name]
-        if ball_radius(con, var) is not None and vs.radius is None:
+        radius = ball_radius(con, var)
+        if radius is not None and sign_of(radius, signs) not in ("pos", "nonneg"):
+            raise NotSupportedError(
+                "the radius of a ball must be provably nonnegative",
+                con.span,
+                "declare its params with `>= 0` or `> 0` (e.g. `param r > 0`); a negative radius leaves no point",
+            )
+        if radius is not None and vs.radius is None:
             by_var[var.name] = replace(vs, radius=ball_radius(con, var))
         elif simplex_sum(con, var) and var.name not in sums:
             sums[var.name] = simplex_sum(con, var)
@@ -160,6 +167,8 @@ def _known_sets(problem, prox_terms) -> tuple:
         vs = by_var[name]
         if vs.lower is None or not is_zero_bound(vs.lower) or vs.upper is not None:
             return None, f"sum({name}) == ... is a simplex only together with {name} >= 0 and no other bound"
+        if sign_of(total, signs) != "pos":
+            return None, f"the total of sum({name}) is not provably positive (declare its params `> 0`)"
         by_var[name] = replace(vs, lower=None, simplex=(axis, total))
     for vs in by_var.values():
         shapes_ok = vs.radius is None or (vs.lower is None and vs.upper is None and vs.simplex is None)

@@ -1,9 +1,10 @@
 """Recognize structure the solvers exploit: prox terms of the objective, known sets, curvature.
 
 Pure functions over IR expressions, used by `classify`:
-  split_objective   f = smooth part + sum of c * norm(var) terms (c >= 0, param-only)
-  match_set         a constraint that is part of a simplex or a ball on one var
-  curvature         "const" | "affine" | "convex" | "concave" | "unknown" (DCP-style rules)
+  terms, as_prox_term      f = smooth part + sum of c * norm(var) terms (c >= 0, param-only)
+  simplex_sum, ball_radius a constraint that is part of a simplex or a ball on one var
+  sign_of, param_signs     signs of param-only expressions, from the params' declared domains
+  curvature                "const" | "affine" | "convex" | "concave" | "unknown" (DCP-style rules)
 """
 from __future__ import annotations
 
