@@ -1,13 +1,24 @@
 """The Triton executor: one kernel launch for a batch's forward solve, one for its backward.
 
+The forward kernel is the call's solver (`select.default_solver`): newton_kernel
+(smooth, root, and fixed points with solver "newton"), fista_kernel (prox; its
+constexpr ACCELERATE is off for "pgd"), anderson_kernel (fixed points). The
+backward kernels are the direct (dense) and, where the system is symmetric
+positive definite (smooth, elementwise prox), the CG adjoint solves. "gmres"
+and "neumann" have no kernel: they run with the PyTorch backend's generated
+functions and solvers (TorchExecutor.backward) on the same tensors, so they
+work on CUDA but take many small launches ("unroll" never reaches an executor).
+
 Grid = (B,), one program per problem instance, B = prod(batch). A param whose
 batch dims are the full batch goes in contiguous with batch stride = its
 element count; one without batch dims (or only unit ones) gets stride 0; any
 other partial broadcast is materialized with expand(...).contiguous().
 The kernels mirror the PyTorch solvers step for step (see the templates);
 where they differ: dense solves skip exactly-zero pivots (a basic solution)
-where torch.linalg falls back to the minimum-norm least-squares one, and
-FISTA decides when to polish per instance where pgd.py looks at the batch.
+where torch.linalg falls back to the minimum-norm least-squares one,
+FISTA decides when to polish per instance where pgd.py looks at the batch,
+and the simplex threshold comes from Michelot's iteration, not a sort (the
+same tau up to rounding).
 Triton is imported only here, and only when this backend runs.
 """
 from __future__ import annotations
@@ -22,8 +33,8 @@ import torch
 
 from optlang.backends.triton.printer import Layout, block, kernel_name, next_pow2, print_plan, unsupported
 from optlang.errors import CallError
-from optlang.runtime.executor import backward_method
-from optlang.solvers.result import SolveResult
+from optlang.passes.select import backward_method, default_solver
+from optlang.solvers.result import CONVERGED, SolveResult
 
 # Every tile lives in one program's registers. A cap keeps them on chip: 16384
 # elements is a 128 x 128 Jacobian (128 KiB in float64 per program, spilling
@@ -43,8 +54,8 @@ class TritonExecutor:
         if module is None:
             why = unsupported(plan)
             if why is not None:
-                raise CallError(f"problem '{plan.problem}': {why}; use backend=\"torch\" "
-                                "(a tiled Triton path comes later)")
+                raise CallError(f"problem '{plan.problem}' cannot run on the Triton backend: it {why}; "
+                                "use backend=\"torch\"")
             import triton
 
             from optlang.runtime import cache
@@ -53,24 +64,31 @@ class TritonExecutor:
         return module
 
     def solve(self, bound, options: dict) -> SolveResult:
-        plan = bound.plan
+        solver = default_solver(bound.plan, options["solver"])
         launch = _Launch(bound)
         B = launch.B
         # torch.empty, not zeros: the kernel writes every entry, and a fill would be one more launch.
         x = torch.empty((B, bound.n), dtype=bound.dtype, device=bound.device)
-        converged = torch.empty(B, dtype=torch.int8, device=bound.device)
+        status = torch.empty(B, dtype=torch.int8, device=bound.device)
         iterations = torch.empty(B, dtype=torch.int32, device=bound.device)
         residual = torch.empty(B, dtype=bound.dtype, device=bound.device)
         tol = torch.tensor([options["tol"]], dtype=bound.dtype, device=bound.device)
-        kernel = getattr(bound.module, kernel_name(plan))
-        launch.run(kernel, [x, converged, iterations, residual, tol, int(options["max_iter"])],
-                   EPS=torch.finfo(bound.dtype).eps)
+        consts = {}
+        if solver != "anderson":
+            consts["EPS"] = torch.finfo(bound.dtype).eps
+        if solver in ("fista", "pgd"):
+            consts["ACCELERATE"] = solver == "fista"
+        kernel = getattr(bound.module, kernel_name(solver))
+        launch.run(kernel, [x, status, iterations, residual, tol, int(options["max_iter"])], **consts)
         batch = bound.batch
-        return SolveResult(x.reshape(batch + (bound.n,)), converged.bool().reshape(batch),
-                           iterations.long().reshape(batch), residual.reshape(batch))
+        status = status.long().reshape(batch)
+        return SolveResult(x.reshape(batch + (bound.n,)), status == CONVERGED, iterations.long().reshape(batch),
+                           residual.reshape(batch), status)
 
     def backward(self, bound, x, g, options: dict, wanted: set) -> dict:
         method = backward_method(bound.plan, bound.n, options["backward"])
+        if method in ("gmres", "neumann"):
+            return _torch_backward(bound, x, g, options, wanted)
         launch = _Launch(bound)
         B = launch.B
         x = x.reshape(B, bound.n).to(bound.dtype).contiguous()
@@ -85,13 +103,25 @@ class TritonExecutor:
                   "zero pivots were skipped (a basic solution, not the minimum-norm one; "
                   "backend=\"torch\" gives the least-squares solution)")
         elif method == "cg":
-            tol = min(options["tol"], 1e-12 if bound.dtype == torch.float64 else 1e-6)
-            tol = torch.tensor([tol], dtype=bound.dtype, device=bound.device)
+            from optlang.runtime.executor import backward_tol
+
+            tol = torch.tensor([backward_tol(options, bound.dtype)], dtype=bound.dtype, device=bound.device)
             launch.run(bound.module.backward_cg_kernel, [x, g, flags, tol] + out, TINY=torch.finfo(bound.dtype).tiny)
             _warn(flags, bound.batch, "conjugate gradients did not converge in the backward pass", "")
         else:
             raise AssertionError(f"unknown backward method {method}")
         return {k: v.reshape(bound.batch + v.shape[1:]) for k, v in grads.items() if k in wanted}
+
+
+def _torch_backward(bound, x, g, options: dict, wanted: set) -> dict:
+    """The adjoint solve by the PyTorch backend (GMRES, Neumann): its generated functions on these tensors."""
+    from optlang.runtime.bound import BoundProblem
+    from optlang.runtime.executor import TorchExecutor
+
+    executor = TorchExecutor()
+    torch_bound = BoundProblem(executor.module_for(bound.plan), bound.plan, bound.params, bound.dims, bound.batch,
+                               bound.dtype, bound.device)
+    return executor.backward(torch_bound, x, g, options, wanted)
 
 
 def _concrete(shape: tuple, dims: dict) -> tuple:
@@ -111,7 +141,9 @@ class _Launch:
         self.args += [bound.n] + [int(bound.dims[d]) for d in layout.dims]
         self.consts = {f"BLOCK_{d}": next_pow2(bound.dims[d]) for d in layout.dims}
         self.consts["VAR_BLOCK"] = next_pow2(bound.n)
-        _check_tiles(bound, self.consts)
+        why = too_large(bound)
+        if why is not None:
+            raise CallError(f"problem '{bound.plan.problem}' {why}; use backend=\"torch\"")
 
     def run(self, kernel, head: list, **consts) -> None:
         import triton.language as tl
@@ -135,9 +167,15 @@ def _param_arg(t: torch.Tensor, shape: tuple, batch: tuple) -> list:
     return [t.contiguous(), numel]
 
 
-def _check_tiles(bound, consts: dict) -> None:
-    """Raise CallError where a tile would not fit on chip (see MAX_TILE)."""
-    n = consts["VAR_BLOCK"]
+def refusal(bound) -> str | None:
+    """Why this call cannot run on the Triton backend (a phrase after "problem 'p' "), or None."""
+    why = unsupported(bound.plan)
+    return f"cannot run on the Triton backend: it {why}" if why is not None else too_large(bound)
+
+
+def too_large(bound) -> str | None:
+    """Why a tile of this call would not fit on chip (see MAX_TILE), or None."""
+    n = next_pow2(bound.n)
     worst = (n * n, f"the dense Jacobian is {n} x {n} (var '{bound.plan.var.name}' has {bound.n} entries)")
     blocks = {d: next_pow2(v) for d, v in bound.dims.items() if v is not None}
 
@@ -154,10 +192,10 @@ def _check_tiles(bound, consts: dict) -> None:
                 shape = tuple(fn.shape_of(op.args[0])) + (fn.shape_of(op.args[1])[1],)
             if size(shape) > worst[0]:
                 worst = (size(shape), f"{fn.name} holds a tile of {size(shape)} elements ({op.out})")
-    if worst[0] > MAX_TILE:
-        raise CallError(f"problem '{bound.plan.problem}' is too large for the Triton backend's on-chip tiles: "
-                        f"{worst[1]}, above the cap of {MAX_TILE} elements per tile; use backend=\"torch\" "
-                        "(a tiled Triton path comes later)")
+    if worst[0] <= MAX_TILE:
+        return None
+    return (f"is too large for the Triton backend's on-chip tiles: {worst[1]}, above the cap of {MAX_TILE} "
+            "elements per tile")
 
 
 def _warn(flags: torch.Tensor, batch: tuple, what: str, how: str) -> None:

@@ -8,6 +8,11 @@ masks its reduced dim with tl.where (padded lanes may hold anything, e.g.
 exp(0) = 1 or NaN), and the var's flat state keeps its padded lanes at 0.
 Backends print; they decide no math: each op below is a spelling of the
 PyTorch printer's. Nothing here imports Triton, so printing works without it.
+
+A module holds the forward kernel of every solver the plan's class allows
+(`select.SOLVERS`: a fixed point gets Anderson and Newton), the direct
+backward, and the CG backward where the class allows CG; the executor picks
+by the call's options. What has no kernel yet is refused by `unsupported`.
 """
 from __future__ import annotations
 
@@ -47,8 +52,9 @@ MATMUL = {  # operand ranks: (the first operand's contracted axis, spelling)
     (2, 2): (1, "tl.sum(tl.where({m}[None, :, None], {a}[:, :, None] * {b}[None, :, :], 0.0), axis=1)"),
     (1, 1): (0, "tl.sum(tl.where({m}, {a} * {b}, 0.0), axis=0)"),
 }
-TEMPLATES = {"smooth": "newton", "root": "newton", "bounds": "fista"}
-KERNELS = {"newton": "newton_kernel", "fista": "fista_kernel"}
+# solver -> the template holding its forward kernel, and the kernel ("pgd" is FISTA without momentum).
+FORWARD = {"newton": ("newton", "newton_kernel"), "fista": ("fista", "fista_kernel"),
+           "pgd": ("fista", "fista_kernel"), "anderson": ("anderson", "anderson_kernel")}
 
 
 def block(d) -> str:
@@ -118,16 +124,26 @@ class Layout:
 
 
 def unsupported(plan: Plan) -> str | None:
-    """Why this plan cannot run on the Triton backend yet, or None."""
+    """Why this plan cannot run on the Triton backend yet (a sentence to follow "problem 'p' "), or None."""
+    if plan.kind == "kkt":
+        return ("has general constraints (the kkt kind): their interior-point solver has no Triton kernel yet; "
+                "only smooth, prox and root problems run on Triton")
+    if len(plan.vars) > 1:
+        names = ", ".join(v.name for v in plan.vars)
+        return f"has {len(plan.vars)} vars ({names}); the Triton backend handles a single var"
     if len(plan.var.shape) > 1:
-        return f"var '{plan.var.name}' has rank {len(plan.var.shape)}; the Triton backend handles rank 0 and 1"
+        return (f"has var '{plan.var.name}' of rank {len(plan.var.shape)}; the Triton backend handles vars of "
+                "rank 0 and 1")
     for p in plan.params:
         if len(p.shape) > 2:
-            return f"param '{p.name}' has rank {len(p.shape)}; the Triton backend handles params of rank <= 2"
+            return f"has param '{p.name}' of rank {len(p.shape)}; the Triton backend handles params of rank <= 2"
     for fn in plan.functions:
         for op in fn.ops:
             if len(op.shape) > 2:
-                return f"{fn.name} computes a rank-{len(op.shape)} value; the Triton backend handles rank <= 2"
+                return f"computes a rank-{len(op.shape)} value in {fn.name}; the Triton backend handles rank <= 2"
+            if op.prim == "reduce" and op.attrs[0] == "simplex_tau" and len(fn.shape_of(op.args[0])) > 1:
+                return (f"projects a matrix onto simplices in {fn.name}; the Triton backend's simplex "
+                        "threshold handles vectors only")
     return None
 
 
@@ -212,6 +228,8 @@ def _reduce(op, shape: tuple, mark) -> str:
     axes = range(len(shape)) if axis is None else [axis]
     mark(shape, axes)
     mask = full_mask(shape) if axis is None else axis_mask(shape, axis)
+    if kind == "simplex_tau":  # rank 1 only (see `unsupported`): a threshold over the whole vector
+        return f"simplex_tau_({a}, {mask}, DTYPE)"
     fill, spelling = REDUCE[kind]
     masked = f"tl.where({mask}, {a}, {fill})"
     return spelling.format(w=masked, axis="None" if axis is None else axis)
@@ -243,7 +261,9 @@ def _param_offsets(shape: tuple) -> tuple[str, str]:
 def _index_lines(shapes) -> list[str]:
     seen = []
     for shape in shapes:
-        seen += [d for d in shape if d not in seen]
+        for d in shape:
+            if d not in seen:
+                seen.append(d)
     return [line for d in seen for line in (f"r_{d} = tl.arange(0, {block(d)})", f"m_{d} = r_{d} < {count(d)}")]
 
 
@@ -267,10 +287,6 @@ def adapter_lines(plan: Plan, layout: Layout) -> list[str]:
     """
     lanes = f"lanes = tl.arange(0, VAR_BLOCK) < {var_size(plan)}"
     out = [_flat_adapter(fn, layout, lanes) for fn in plan.functions if fn.name in FLAT_NAMES]
-    if plan.kind == "bounds":
-        out.append(("bounds_flat", "", "The box [lo, hi] on the flat state; -inf/+inf where absent, 0 on padding.",
-                    [lanes, _bound(plan, layout, "lower", "lo", "-INF"), _bound(plan, layout, "upper", "hi", "INF"),
-                     "return lo, hi"]))
     out.append(_store_grads(plan, layout))
     lines = ["", "", "# --- the functions on the flat state: what the solver templates call ---"]
     for name, head, doc, body in out:
@@ -285,37 +301,37 @@ def var_size(plan: Plan) -> str:
 
 
 FLAT_NAMES = {"residual": "residual_flat", "jvp_x": "jvp_flat", "gradient": "gradient_flat", "hvp": "hvp_flat",
-              "objective": "objective_flat", "free_mask": "free_flat"}
-STATE = {"var": "x", "tangent": "v", "cotangent": "w"}
+              "objective": "objective_flat", "prox": "prox_flat", "free_mask": "free_flat"}
+# The flat adapters' names for each argument role: the state (z for the point a prox maps), a tangent
+# v, a cotangent w, the prox's step (a scalar); params pass through under their own names.
+STATE = {"var": "x", "tangent": "v", "cotangent": "w", "step": "step"}
 
 
-def _call(fn: Function, layout: Layout, scalar_var: bool, target: str = "out") -> list[str]:
+def _call(fn: Function, layout: Layout, scalar_var: bool, target: str = "out", state: dict = STATE) -> list[str]:
     """Statements ending in `target = fn(...)` from the flat state (a rank-0 var is summed out of lane 0)."""
     lines, items = [], []
     for a in fn.args:
-        if a.role in STATE and scalar_var:
-            lines.append(f"{STATE[a.role]}0 = tl.sum(tl.where(lanes, {STATE[a.role]}, 0.0), axis=0)")
-            items.append(STATE[a.role] + "0")
+        if a.role in ("var", "tangent", "cotangent") and scalar_var:
+            lines.append(f"{state[a.role]}0 = tl.sum(tl.where(lanes, {state[a.role]}, 0.0), axis=0)")
+            items.append(state[a.role] + "0")
         else:
-            items.append(STATE.get(a.role, a.name))
+            items.append(state.get(a.role, a.name))
     return lines + [f"{target} = {fn.name}({', '.join(items + layout.dev_sig(False))})"]
 
 
 def _flat_adapter(fn: Function, layout: Layout, lanes: str):
     scalar_var = not any(a.shape for a in fn.args if a.role == "var")
-    head = "x, v, " if any(a.role == "tangent" for a in fn.args) else "x, "
-    body = [lanes] + _call(fn, layout, scalar_var)
+    state = dict(STATE, var="z") if fn.name == "prox" else STATE
+    roles = [a.role for a in fn.args]
+    head = "".join(f"{state[r]}, " for r in ("var", "tangent", "step") if r in roles)
+    body = [lanes] + _call(fn, layout, scalar_var, state=state)
     if fn.name == "objective":
         body = body[int(not scalar_var):]  # a scalar out: lanes only to unflatten a rank-0 var
         return FLAT_NAMES[fn.name], head, f"{fn.doc[0].upper()}{fn.doc[1:]}.", body + ["return out"]
-    return FLAT_NAMES[fn.name], head, f"{fn.name} on the flat state, padding zeroed.", body + [
-        "return tl.where(lanes, out, 0.0)"]
-
-
-def _bound(plan: Plan, layout: Layout, fn_name: str, out: str, absent: str) -> str:
-    if plan.function(fn_name) is None:
-        return f"{out} = tl.where(lanes, {absent}, 0.0).to(DTYPE)"
-    return "\n".join(_call(plan.function(fn_name), layout, False)) + f"\n{out} = tl.where(lanes, out, 0.0)"
+    doc = f"{fn.name} on the flat state, padding zeroed."
+    if fn.name == "prox":
+        doc = "prox_{step r}(z) on the flat state (the projection onto the sets at step 0), padding zeroed."
+    return FLAT_NAMES[fn.name], head, doc, body + ["return tl.where(lanes, out, 0.0)"]
 
 
 def _store_grads(plan: Plan, layout: Layout):
@@ -363,7 +379,7 @@ def template(name: str) -> str:
 
 def template_values(plan: Plan, layout: Layout) -> dict:
     """What the templates' placeholders stand for: argument lists, loads and the solvers' constants."""
-    from optlang.solvers import backward, newton, pgd
+    from optlang.solvers import anderson, backward, newton, pgd, result
 
     grads = [f"grad_{g}" for _, g, _ in layout.params]
     return {
@@ -374,31 +390,47 @@ def template_values(plan: Plan, layout: Layout) -> dict:
                                    + ["VAR_BLOCK: tl.constexpr", "DTYPE: tl.constexpr"]),
         "__GRAD_SIG__": ", ".join(grads), "__GRAD_ARGS__": ", ".join(grads),
         "__LOAD_PARAMS__": load_lines(layout), "__VAR_SIZE__": var_size(plan),
+        "__CONVERGED__": result.CONVERGED, "__MAX_ITER__": result.MAX_ITER, "__FAILED__": result.FAILED,
         "__ARMIJO__": repr(newton.ARMIJO), "__MAX_HALVINGS__": newton.MAX_HALVINGS,
         "__POLISH_AT__": repr(pgd.POLISH_AT), "__POLISH_STEPS__": pgd.POLISH_STEPS,
         "__MAX_BACKTRACK__": pgd.MAX_BACKTRACK, "__CG_MAX_ITER__": backward.CG_MAX_ITER,
+        "__MEMORY__": anderson.MEMORY, "__MEMORY_BLOCK__": next_pow2(anderson.MEMORY),
+        "__MIXING__": repr(float(anderson.MIXING)), "__REGULARIZATION__": repr(float(anderson.REGULARIZATION)),
     }
+
+
+def templates(plan: Plan) -> list[str]:
+    """The templates a plan's module holds: a forward kernel per solver its class allows, the backwards."""
+    from optlang.passes.select import SOLVERS, allowed_backwards, kind_label
+
+    label = kind_label(plan, plan.kind)
+    forward = [FORWARD[s][0] for s in SOLVERS[label]]
+    parts = ["common", "flat"] + sorted(set(forward), key=forward.index) + ["backward"]
+    if "cg" in allowed_backwards(label, plan.function("free_mask") is not None):
+        parts.append("backward_cg")
+    return parts
 
 
 def print_plan(plan: Plan) -> str:
     """The whole generated module for a plan: deterministic, readable text."""
     why = unsupported(plan)
     if why is not None:
-        raise NotSupportedError(f"the Triton backend cannot print problem '{plan.problem}': {why}",
+        raise NotSupportedError(f"the Triton backend cannot print problem '{plan.problem}': it {why}",
                                 detail='use backend="torch"')
     layout = Layout.of(plan)
     values = template_values(plan, layout)
-    parts = ["common", "flat", TEMPLATES[plan.kind], "backward"] + (["backward_cg"] if plan.kind != "root" else [])
+    parts = templates(plan)
+    kind = "fixed point" if plan.sense == "fixed_point" else plan.kind
     lines = [
-        f"# Generated by optlang for problem '{plan.problem}' ({plan.kind}); backend: triton.",
+        f"# Generated by optlang for problem '{plan.problem}' ({kind}); backend: triton.",
         "# One program per problem instance: the forward kernel runs every iteration of its solve,",
         "# a backward kernel one implicit-function-theorem solve. Tiles hold declared shapes padded",
         "# to powers of two (n_d runtime, BLOCK_d constexpr); reductions mask their padded lanes.",
         "import triton",
         "import triton.language as tl",
         "",
-        f"MINIMIZE = tl.constexpr({plan.kind != 'root'})",
-        f"BOUNDS = tl.constexpr({plan.kind == 'bounds'})",
+        f"MINIMIZE = tl.constexpr({plan.kind != 'root'})  # Newton's merit: the objective, else |F|^2 / 2",
+        f"DIAGONAL_PROX = tl.constexpr({plan.function('free_mask') is not None})  # CG on the free coordinates",
         "",
         "",
         fill_template(template(parts[0]), values),
@@ -435,6 +467,6 @@ def wrap(line: str, width: int = 110) -> str:
     return "\n".join(out + [cur + sep + comment])
 
 
-def kernel_name(plan: Plan) -> str:
-    """The forward kernel the executor launches for this plan."""
-    return KERNELS[TEMPLATES[plan.kind]]
+def kernel_name(solver: str) -> str:
+    """The forward kernel the executor launches for a solver (as `select.default_solver` settles it)."""
+    return FORWARD[solver][1]

@@ -132,6 +132,8 @@ def _keyed(us, exprs) -> tuple:
 
 
 def _doc(cond: Conditions) -> str:
+    if cond.problem.sense == "fixed_point":
+        return "the fixed-point equation z - g(z), zero at the equilibrium"
     return {
         "smooth": "stationarity: the gradient of the objective, zero at the minimum",
         "prox": "the proximal-gradient fixed point x - prox(x - grad f(x)), zero at the minimum",

@@ -92,6 +92,7 @@ class Layer(torch.nn.Module):
         self._defaults = dict(self.plan.options)
         self._defaults.update(self._check_options(options))
         self._backend = _check_backend(backend)
+        self._fallbacks: set = set()  # the reasons already warned about for running on PyTorch, not Triton
         self._solution_type = collections.namedtuple(f"{self.plan.problem}_solution", [v.name for v in self.plan.vars])
 
     # -- public API ------------------------------------------------------------------
@@ -112,13 +113,7 @@ class Layer(torch.nn.Module):
         dtype = some.dtype if some is not None else torch.get_default_dtype()
         device = some.device if some is not None else torch.device("cpu")
         options = self._options(call_options, dtype)
-        executor = self._executor(backend, device)
-        module = executor.module_for(self.plan)
         names = tuple(p.name for p in self.plan.params)
-
-        def make_bound(tensors):
-            return BoundProblem(module, self.plan, tensors, dims, batch, dtype, device)
-
         if options["backward"] == "unroll":
             # Differentiate through the solver's iterations (for comparison): autograd records the
             # PyTorch solver as it runs, whichever backend was asked for.
@@ -129,6 +124,12 @@ class Layer(torch.nn.Module):
             result = torch_executor.solve(bound, options)
             flat = result.x
         else:
+            executor = self._executor(backend, device, params, dims, batch, dtype)
+            module = executor.module_for(self.plan)
+
+            def make_bound(tensors):
+                return BoundProblem(module, self.plan, tensors, dims, batch, dtype, device)
+
             state = CallState(executor, self.plan, names, make_bound, options)
             flat = ImplicitSolve.apply(state, *(params[n] for n in names))
             result, bound = state.result, state.bound
@@ -174,18 +175,32 @@ class Layer(torch.nn.Module):
         options.setdefault("backward", "auto")
         return options
 
-    def _executor(self, backend: str | None, device):
-        backend = _check_backend(backend) or self._backend
-        if backend is None:
-            backend = "triton" if device.type == "cuda" else "torch"
-        if backend == "torch":
-            from optlang.runtime.executor import TorchExecutor
+    def _executor(self, backend: str | None, device, params, dims, batch, dtype):
+        """The executor of this call: the one asked for, else Triton on CUDA and PyTorch on the CPU.
 
+        When no backend was asked for and Triton cannot run this call (a class without a kernel,
+        tiles too large for the chip), the PyTorch backend runs it on the same device, with a
+        warning once per layer: that is the documented path for what does not fit on chip.
+        """
+        from optlang.runtime.executor import TorchExecutor
+
+        asked = _check_backend(backend) or self._backend
+        backend = asked or ("triton" if device.type == "cuda" else "torch")
+        if backend == "torch":
             return TorchExecutor()
         if device.type != "cuda" and os.environ.get("TRITON_INTERPRET") != "1":
             raise CallError("backend 'triton' needs CUDA tensors (or TRITON_INTERPRET=1 to run Triton on the CPU)")
-        from optlang.backends.triton.executor import TritonExecutor
+        from optlang.backends.triton.executor import TritonExecutor, refusal
 
+        if asked is None:
+            why = refusal(BoundProblem(None, self.plan, params, dims, batch, dtype, device))
+            if why is not None:
+                if why not in self._fallbacks:
+                    self._fallbacks.add(why)
+                    warnings.warn(f"optlang: problem '{self.plan.problem}' {why}; running it with the PyTorch "
+                                  f"backend on {device.type} (pass backend=\"torch\" to silence this)",
+                                  RuntimeWarning, stacklevel=_caller_stacklevel())
+                return TorchExecutor()
         return TritonExecutor()
 
 

@@ -21,8 +21,13 @@ from optlang.solvers.linalg import solve
 from optlang.solvers.result import CONVERGED, FAILED, MAX_ITER, SolveResult, relative_residual
 
 
-def anderson(fixed_map, x0: torch.Tensor, tol: float, max_iter: int, memory: int = 5, mixing: float = 1.0,
-             regularization: float = 1e-10) -> SolveResult:
+MEMORY = 5  # the defaults, shared with the Triton backend's anderson template
+MIXING = 1.0
+REGULARIZATION = 1e-10
+
+
+def anderson(fixed_map, x0: torch.Tensor, tol: float, max_iter: int, memory: int = MEMORY, mixing: float = MIXING,
+             regularization: float = REGULARIZATION) -> SolveResult:
     """Solve x = fixed_map(x) from x0 (*batch, N); `residual` is relative_residual of x - fixed_map(x).
 
     `memory` is Walker & Ni's m: the number of past steps (m + 1 iterates)

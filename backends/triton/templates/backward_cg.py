@@ -1,5 +1,5 @@
-# --- template backward_cg.py: the backward pass by conjugate gradients (minimize kinds only) ---
-# CG on the Hessian (smooth), or on D H D + (I - D) with D the free mask (bounds),
+# --- template backward_cg.py: the backward pass by conjugate gradients (smooth, elementwise prox) ---
+# CG on the Hessian (smooth), or on D H D + (I - D) with D the free mask (an elementwise prox),
 # as optlang/solvers/backward.py and linalg.cg.
 #: Placeholders: as in backward.py.
 CG_MAX_ITER = tl.constexpr(__CG_MAX_ITER__)
@@ -8,7 +8,7 @@ CG_MAX_ITER = tl.constexpr(__CG_MAX_ITER__)
 @triton.jit
 def cg_matvec(x, D, v, __SIG__):
     """The operator CG inverts: H v, or D H D v + (1 - D) v on the free coordinates."""
-    if BOUNDS:
+    if DIAGONAL_PROX:
         Hv = hvp_flat(x, D * v, __ARGS__)
         out = D * Hv + (1.0 - D) * v
     else:
@@ -49,7 +49,7 @@ def backward_cg_kernel(x_ptr, g_ptr, flag_ptr, tol_ptr, __GRAD_SIG__, __KERNEL_S
     x = load_var(x_ptr + pid * N, __ARGS__)
     g = load_var(g_ptr + pid * N, __ARGS__)
     tol = tl.load(tol_ptr)
-    if BOUNDS:
+    if DIAGONAL_PROX:
         D = free_flat(x, __ARGS__)
         # J^T w = g splits by the free set: H_FF w_F = g_F by CG, then w_A = g_A - (H w_F)_A.
         w_free, ok = cg(x, D, D * g, tol, TINY, __ARGS__)

@@ -4,6 +4,10 @@
 #: passes on, one problem instance's context: its param tiles, the var's size N, the
 #: runtime dims n_*, the constexpr tile sizes BLOCK_* and VAR_BLOCK, and DTYPE.
 INF = tl.constexpr(float("inf"))
+# What a forward kernel stores per instance: the codes of optlang.solvers.result.STATUS.
+CONVERGED = tl.constexpr(__CONVERGED__)
+MAX_ITER = tl.constexpr(__MAX_ITER__)
+FAILED = tl.constexpr(__FAILED__)
 #: No NaN global: Triton checks that a global keeps its value between compilations,
 #: and NaN never equals itself; INF - INF spells NaN where one is needed.
 
@@ -70,6 +74,31 @@ def logsumexp_(a, AXIS: tl.constexpr):
     top = tl.where(tl.abs(top) == INF, 0.0, top)  # all -inf, or an inf: no shift, as torch
     # Summing the kept unit dims drops them: the shift with the reduced shape.
     return tl.sum(top, axis=AXIS) + tl.log(tl.sum(tl.exp(a - top), axis=AXIS))
+
+
+@triton.jit
+def simplex_tau_(z, mask, DTYPE: tl.constexpr):
+    """tau with sum(relu(z - tau)) == 1 over the lanes of mask, z a vector (Michelot's algorithm).
+
+    From the support S = all lanes, tau = (sum_S z - 1) / |S| and S shrinks to
+    {z in S : z > tau} until it stops changing: tau never decreases, so at most
+    |S| rounds, and no sort. At the end S is the support of relu(z - tau) and tau
+    the threshold that backends/torch/support.py::simplex_tau finds by sorting.
+    """
+    support = mask
+    size = tl.sum(support.to(DTYPE), axis=0)
+    tau = (tl.sum(tl.where(support, z, 0.0), axis=0) - 1.0) / size
+    changed = size > 0.0
+    while changed:
+        inside = support & (z > tau)
+        count = tl.sum(inside.to(DTYPE), axis=0)
+        # An empty support (only when the 1 is lost to rounding against huge z) keeps the last tau.
+        changed = (count < size) & (count > 0.0)
+        shrunk = (tl.sum(tl.where(inside, z, 0.0), axis=0) - 1.0) / tl.where(changed, count, 1.0)
+        tau = tl.where(changed, shrunk, tau)
+        support = tl.where(changed, inside, support)
+        size = tl.where(changed, count, size)
+    return tau
 
 
 @triton.jit

@@ -59,7 +59,7 @@ def newton_step(x, F, EPS: tl.constexpr, __SIG__):
 
 
 @triton.jit
-def newton_kernel(x_ptr, converged_ptr, iterations_ptr, residual_ptr, tol_ptr, max_iter, __KERNEL_SIG__, EPS: tl.constexpr, __CONST_SIG__):  # noqa: E501
+def newton_kernel(x_ptr, status_ptr, iterations_ptr, residual_ptr, tol_ptr, max_iter, __KERNEL_SIG__, EPS: tl.constexpr, __CONST_SIG__):  # noqa: E501
     """Solve residual(x) = 0 from x = 0 for the problem instance of this program."""
     pid = tl.program_id(0).to(tl.int64)
     __LOAD_PARAMS__
@@ -77,6 +77,6 @@ def newton_kernel(x_ptr, converged_ptr, iterations_ptr, residual_ptr, tol_ptr, m
         res = relative_residual(F, scale)
         done = res <= tol
     store_var(x_ptr + pid * N, x, __ARGS__)
-    tl.store(converged_ptr + pid, done.to(tl.int8))
+    tl.store(status_ptr + pid, tl.where(done, CONVERGED, MAX_ITER).to(tl.int8))
     tl.store(iterations_ptr + pid, iterations)
     tl.store(residual_ptr + pid, res)
