@@ -640,26 +640,11 @@ t.opt:7:3: error: the nonsmooth function norm2 is not supported here
     norm2(w - y) <= r
     ^^^^^^^^^^^^
 general constraints must be smooth (the interior-point method uses their derivatives); write norm2(e) <= r as sumsq(e) <= r^2"""),
-    ('ball-and-bound', C + "  norm2(w) <= r\n  w >= 0\n", """\
-t.opt:7:3: error: the ball norm2(w) <= r cannot be projected onto here: the var has other constraints or terms
-    norm2(w) <= r
-    ^^^^^^^^^^^^^
-the ball has a known projection only as the var's one constraint, without a label; otherwise write it smooth, as `sumsq(w) <= r^2` (its dual is then the squared form's)"""),
-    ('ball-and-linear-eq', C + "  norm2(w) <= r\n  A @ w == z\n", """\
-t.opt:7:3: error: the ball norm2(w) <= r cannot be projected onto here: the var has other constraints or terms
-    norm2(w) <= r
-    ^^^^^^^^^^^^^
-the ball has a known projection only as the var's one constraint, without a label; otherwise write it smooth, as `sumsq(w) <= r^2` (its dual is then the squared form's)"""),
     ('ball-radius-of-unknown-sign', C + "  norm2(w) <= lam\n", """\
 t.opt:7:3: error: the radius of a ball must be provably nonnegative
     norm2(w) <= lam
     ^^^^^^^^^^^^^^^
 declare its params with `>= 0` or `> 0` (e.g. `param r > 0`); a negative radius leaves no point"""),
-    ('labelled-ball', C + "  ball: norm2(w) <= r\n", """\
-t.opt:7:3: error: the ball norm2(w) <= r cannot be projected onto here: it has a label ('ball')
-    ball: norm2(w) <= r
-    ^^^^^^^^^^^^^^^^^^^
-the ball has a known projection only as the var's one constraint, without a label; otherwise write it smooth, as `sumsq(w) <= r^2` (its dual is then the squared form's)"""),
     # root and fixed_point: smooth equations
     ('relu-fixed-point', D + "fixed_point z = relu(W @ z) + bias\n", """\
 t.opt:5:17: error: the nonsmooth function relu is not supported here
@@ -753,6 +738,10 @@ NOW_SUPPORTED = [
     ('maximize-minus-norm', P + "maximize -sumsq(w - y) - mu * norm1(w)\n", "prox"),
     # known sets: boxes with param bounds, simplex (also row-wise), ball; with a norm1 term on a box
     ('simplex-eq', V + "minimize sumsq(w - y)\nsubject to\n  w >= 0\n  sum(w) == 1\n", "prox"),
+    # A ball with a label or beside other constraints goes to KKT as sumsq(x) <= r^2 (duals as written).
+    ('ball-and-bound', C + "  norm2(w) <= r\n  w >= 0\n", "kkt"),
+    ('ball-and-linear-eq', C + "  norm2(w) <= r\n  A @ w == z\n", "kkt"),
+    ('labelled-ball', C + "  ball: norm2(w) <= r\n", "kkt"),
     ('simplex-rows-param-total', "problem p\ndim n, k\nparam Y[n, k], t[n] > 0\nvar X[n, k]\n"
                                  "minimize sumsq(X - Y)\nsubject to\n  X >= 0\n  sum(X, axis=1) == t\n", "prox"),
     # A total of unknown sign is no scaled simplex (c * P(z / c) needs c > 0): the KKT path takes it.

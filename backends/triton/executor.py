@@ -34,7 +34,7 @@ import torch
 from optlang.backends.triton.printer import Layout, block, kernel_name, next_pow2, print_plan, unsupported
 from optlang.errors import CallError
 from optlang.passes.select import backward_method, default_solver
-from optlang.solvers.result import CONVERGED, SolveResult
+from optlang.solvers.result import CONVERGED, SolveResult, where_text
 
 # Every tile lives in one program's registers. A cap keeps them on chip: 16384
 # elements is a 128 x 128 Jacobian (128 KiB in float64 per program, spilling
@@ -199,10 +199,9 @@ def too_large(bound) -> str | None:
 
 
 def _warn(flags: torch.Tensor, batch: tuple, what: str, how: str) -> None:
-    bad = flags.reshape(batch).nonzero().tolist()
-    if bad:
-        warnings.warn(f"optlang: {what} at batch elements {bad[:10]}" + (f"; {how}" if how else ""),
-                      RuntimeWarning, stacklevel=4)
+    flags = flags.reshape(batch).bool()
+    if bool(flags.any()):
+        warnings.warn(f"optlang: {what}{where_text(flags)}" + (f"; {how}" if how else ""), RuntimeWarning, stacklevel=4)
 
 
 @contextlib.contextmanager

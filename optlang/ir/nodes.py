@@ -241,6 +241,9 @@ class ConstraintInfo:
     lower: Expr | None = None
     upper: Expr | None = None
     span: Span | None = _nospan()
+    # Set when classify rewrote the constraint into an equivalent smooth one: the factor that turns
+    # the rewritten constraint's dual into the dual of the constraint as written.
+    dual_scale: Expr | None = None
 
 
 @dataclass(frozen=True)

@@ -17,7 +17,7 @@ from dataclasses import dataclass, replace
 
 from optlang.errors import NotSupportedError
 from optlang.ir import algebra as A
-from optlang.ir.nodes import Elementwise, Problem, Reduce, children
+from optlang.ir.nodes import Elementwise, Input, Problem, Reduce, children
 from optlang.ir.primitives import ELEMENTWISE, REDUCTIONS
 from optlang.passes.structure import (ProxTerm, as_prox_term, ball_radius, curvature, is_zero_bound, param_signs,
                                       sign_of, simplex_sum, terms)
@@ -86,9 +86,35 @@ def classify(problem: Problem) -> Classified:
                 f"norm2 has a known prox only on a var with no constraint: bound it instead with "
                 f"`sumsq({term.var}) <= s^2` for a param s, or drop the constraints"),
         )
+    problem = replace(problem, constraints=tuple(_smooth_ball(con, problem, signs) for con in problem.constraints))
     for con in problem.constraints:
-        _check_kkt_constraint(con, signs, problem)
+        _check_kkt_constraint(con, signs)
     return Classified(problem, "kkt", smooth, why=why_not)
+
+
+def _smooth_ball(con, problem, signs: dict):
+    """A ball norm2(x) <= r on the KKT path becomes sumsq(x) <= r^2 (smooth; equal for r >= 0).
+
+    Where the ball is active, lam_written * x / r = lam_squared * 2 x, so the written
+    constraint's dual is 2 r times the rewritten one's (both 0 where inactive).
+    """
+    var = next((v for v in problem.vars if ball_radius(con, v) is not None), None)
+    if var is None:
+        return con
+    radius = ball_radius(con, var)
+    _check_radius(radius, con, signs)
+    x = Input("var", var.name, var.shape)
+    expr = A.sub(A.reduce("sum", A.ew("square", x)), A.ew("square", radius))
+    return replace(con, expr=expr, cls="other", dual_scale=A.mul(A.const(2.0), radius))
+
+
+def _check_radius(radius, con, signs: dict) -> None:
+    if sign_of(radius, signs) not in ("pos", "nonneg"):
+        raise NotSupportedError(
+            "the radius of a ball must be provably nonnegative",
+            con.span,
+            "declare its params with `>= 0` or `> 0` (e.g. `param r > 0`); a negative radius leaves no point",
+        )
 
 
 def _split_objective(problem, signs: dict):
@@ -151,12 +177,8 @@ def _known_sets(problem, prox_terms, signs: dict) -> tuple:
                          "ball on one var"
         vs = by_var[var.name]
         radius = ball_radius(con, var)
-        if radius is not None and sign_of(radius, signs) not in ("pos", "nonneg"):
-            raise NotSupportedError(
-                "the radius of a ball must be provably nonnegative",
-                con.span,
-                "declare its params with `>= 0` or `> 0` (e.g. `param r > 0`); a negative radius leaves no point",
-            )
+        if radius is not None:
+            _check_radius(radius, con, signs)
         if radius is not None and vs.radius is None:
             by_var[var.name] = replace(vs, radius=ball_radius(con, var))
         elif simplex_sum(con, var) and var.name not in sums:
@@ -182,17 +204,8 @@ def _known_sets(problem, prox_terms, signs: dict) -> tuple:
     return tuple(by_var[v.name] for v in problem.vars), ""
 
 
-def _check_kkt_constraint(con, signs: dict, problem) -> None:
+def _check_kkt_constraint(con, signs: dict) -> None:
     """KKT constraints are smooth; equalities affine, inequalities g <= 0 with g convex."""
-    var = next((v for v in problem.vars if ball_radius(con, v) is not None), None)
-    if var is not None:
-        why = f"it has a label ('{con.label}')" if con.label else "the var has other constraints or terms"
-        raise NotSupportedError(
-            f"the ball norm2({var.name}) <= r cannot be projected onto here: {why}",
-            con.span,
-            f"the ball has a known projection only as the var's one constraint, without a label; otherwise write it "
-            f"smooth, as `sumsq({var.name}) <= r^2` (its dual is then the squared form's)",
-        )
     _reject_nonsmooth(con.expr, con.span, "constraint")
     shape = curvature(con.expr, signs)
     if con.kind == "eq" and shape not in ("affine", "const"):

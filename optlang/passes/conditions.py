@@ -62,6 +62,7 @@ class Conditions:
     ineq: tuple = ()  # ((block, g), ...) kkt
     eq: tuple = ()  # ((block, h), ...) kkt
     lagrangian: object = None
+    dual_scales: tuple = ()  # ((dual block, factor), ...): written dual = factor * the state's (see classify)
 
     @property
     def kind(self) -> str:
@@ -98,12 +99,14 @@ def derive_conditions(classified: Classified) -> Conditions:
 
 
 def _kkt(classified, var_blocks, f, g) -> Conditions:
-    ineq, eq = [], []
+    ineq, eq, scales = [], [], []
     for i, con in enumerate(classified.problem.constraints):
         name = con.label if con.label is not None else str(i)
         line = con.span.line if con.span is not None else None
         block = StateBlock(con.kind, name, tuple(con.expr.shape), con.label, line)
         (ineq if con.kind == "ineq" else eq).append((block, con.expr))
+        if con.dual_scale is not None and con.label is not None:
+            scales.append((block, con.dual_scale))
     L = f
     for block, expr in ineq + eq:
         L = A.add(L, A.reduce("sum", A.mul(block.input, expr)))
@@ -112,7 +115,7 @@ def _kkt(classified, var_blocks, f, g) -> Conditions:
     residual += [(b.cotangent, expr) for b, expr in eq]
     blocks = var_blocks + tuple(b for b, _ in ineq) + tuple(b for b, _ in eq)
     return Conditions(classified, blocks, tuple(residual), objective=f, gradient=g, ineq=tuple(ineq),
-                      eq=tuple(eq), lagrangian=L)
+                      eq=tuple(eq), lagrangian=L, dual_scales=tuple(scales))
 
 
 def prox_of(vs, z, step):

@@ -12,6 +12,7 @@ blocks `x` (vars, and duals for KKT), the params `theta`, and a tangent `v`
   free_mask(x, theta)         diag of prox's Jacobian at x - grad f  (prox kind, diagonal prox only)
   ineq, eq, jvp_ineq, jvp_eq  g, h and their Jacobians in x applied to v   (kkt kind)
   hvp_lagrangian(x, theta, v) the Hessian of the Lagrangian in the vars applied to v  (kkt kind)
+  duals(x, theta)             the labelled duals as written, where classify rewrote a constraint (kkt kind)
 """
 from __future__ import annotations
 
@@ -111,6 +112,13 @@ def _kkt_functions(cond, state, xs, theta, v_vars, along_vars) -> list:
         out.append(FunctionSpec(f"jvp_{which}", xs + theta + v_vars,
                                 tuple((b.name, jvp(e, along_vars)) for b, e in pairs),
                                 f"the Jacobian of the {word} in the vars, applied to v"))
+    if cond.dual_scales:
+        labelled = [b for b in cond.blocks if b.kind != "var" and b.label is not None]
+        factor = {b.name: e for b, e in cond.dual_scales}
+        out.append(FunctionSpec("duals", state + theta,
+                                tuple((b.name, A.mul(factor[b.name], b.input) if b.name in factor else b.input)
+                                      for b in labelled),
+                                "the labelled constraints' duals as written (rewritten constraints scale theirs)"))
     grad_L = tuple(expr for _, expr in cond.residual[: len(cond.var_blocks)])
     out.append(FunctionSpec("hvp_lagrangian", state + theta + v_vars,
                             tuple((b.name, jvp(g, along_vars)) for b, g in zip(cond.var_blocks, grad_L)),

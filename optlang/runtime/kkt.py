@@ -12,7 +12,7 @@ import warnings
 import torch
 
 from optlang.solvers.ipm import ipm
-from optlang.solvers.result import SolveResult
+from optlang.solvers.result import SolveResult, where_text
 
 WEAK = 100.0  # a constraint with lam <= WEAK sqrt(tol) and |g| <= WEAK sqrt(tol) is weakly active
 
@@ -93,8 +93,7 @@ def kkt_jacobian(bound, state, tol: float):
         rows[..., torch.arange(m), n + torch.arange(m)] = -1.0
         J = J.clone()
         J[..., n: n + m, :] = torch.where(weak[..., None], rows, J[..., n: n + m, :])
-        where = weak.any(-1).nonzero().tolist()
-        warnings.warn(f"optlang: a constraint is weakly active (its dual and its slack are both ~0) at batch "
-                      f"elements {where[:10]}: the solution is not differentiable there; the gradient treats the "
-                      "constraint as inactive", RuntimeWarning, stacklevel=5)
+        warnings.warn(f"optlang: a constraint is weakly active (its dual and its slack are both ~0)"
+                      f"{where_text(weak.any(-1))}: the solution is not differentiable there; the gradient treats "
+                      "the constraint as inactive", RuntimeWarning, stacklevel=5)
     return J

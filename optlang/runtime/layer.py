@@ -146,6 +146,12 @@ class Layer(torch.nn.Module):
         blocks = bound.split(flat)
         values = {v.name: blocks[v.name] for v in self.plan.vars}
         duals = {b.label: blocks[b.name] for b in self.plan.duals if b.label is not None}
+        if self.plan.function("duals") is not None:  # rewritten constraints: their duals as written
+            written = bound.call("duals", state=flat, params=params)
+            written = written if isinstance(written, tuple) else (written,)
+            for (name, _), value in zip(self.plan.function("duals").outputs, written):
+                label = next(b.label for b in self.plan.duals if b.name == name)
+                duals[label] = value.expand(blocks[name].shape) if value.shape != blocks[name].shape else value
         return Solution(values, duals, stats)
 
     # -- helpers -----------------------------------------------------------------------

@@ -20,6 +20,7 @@ import torch
 
 from optlang.solvers.krylov import gmres, largest_eigenvalue, neumann
 from optlang.solvers.linalg import cg, solve
+from optlang.solvers.result import where_text
 
 KRYLOV_MAX_ITER = 1000
 CG_MAX_ITER = KRYLOV_MAX_ITER
@@ -76,9 +77,7 @@ def _neumann(prob, x, g, tol):
 
 def _warn(bad: torch.Tensor, what: str, how: str) -> None:
     if bool(bad.any()):
-        idx = bad.nonzero().tolist()
-        warnings.warn(f"optlang: {what} at batch elements {idx[:10]}" + (f"; {how}" if how else ""),
-                      RuntimeWarning, stacklevel=5)
+        warnings.warn(f"optlang: {what}{where_text(bad)}" + (f"; {how}" if how else ""), RuntimeWarning, stacklevel=5)
 
 
 def param_grads(prob, x: torch.Tensor, w: torch.Tensor) -> dict:

@@ -57,7 +57,7 @@ def fista(prob, tol: float, max_iter: int, accelerate: bool = True) -> SolveResu
             y = x.clone()
             t = torch.ones_like(t)
             # Polish again only after FISTA has made a decade of progress.
-            polish_at = 0.1 * float(torch.where(done, torch.zeros_like(res), res).max())
+            polish_at = 0.1 * float(torch.where(done, torch.zeros_like(res), res).max().detach())
     return SolveResult(x, done, iters, res)
 
 

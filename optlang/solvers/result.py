@@ -42,3 +42,11 @@ def default_tol(dtype) -> float:
 def relative_residual(F: torch.Tensor, scale: torch.Tensor) -> torch.Tensor:
     """max|F| / max(1, scale): scale-free for large problems, absolute for small ones."""
     return F.abs().amax(dim=-1) / torch.clamp(scale, min=1.0)
+
+
+def where_text(mask: torch.Tensor, limit: int = 10) -> str:
+    """ "at batch elements [...]" for the True entries of a batch-shaped mask ("" without batch dims)."""
+    if mask.dim() == 0:
+        return ""
+    idx = mask.nonzero().tolist()
+    return f" at batch elements {idx[:limit]}{' ...' if len(idx) > limit else ''}"
