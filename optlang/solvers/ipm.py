@@ -1,0 +1,303 @@
+"""Batched primal-dual interior-point method (Mehrotra predictor-corrector).
+
+Solves minimize f(x) s.t. g(x) <= 0 (m rows), h(x) = 0 (p rows), f and g
+convex and smooth, h affine, in slack form g(x) + s = 0 with s, lam > 0, from
+x = 0. Each Newton system is reduced to x and nu (s and lam eliminated) and
+factorized once per iteration for both the predictor and the corrector. Every
+tensor has one leading batch dim; finished elements freeze.
+
+Stopping: the relative KKT residual is the max of the primal and dual
+residuals over their scales (as OSQP's) and, per row, min(s_i, lam_i), each
+side over its scale; the corrector aims no deeper than a tenth of tol
+(`_stop`), so s stays clear of rounding.
+
+With nonlinear g a step is halved until the linearization of g describes it
+(`_backtrack`): enough for ||x||^2 <= r^2 and exp(x) <= c from a far start.
+
+Detection (heuristics: the method is not self-dual, so it proves nothing on
+its own). Both tests wait until a quantity has grown past 1 / sqrt(eps) times
+the data's scale, far beyond a well-posed solution, and then ask for a
+certificate that holds to within a relative CERT (or tol, if looser):
+- infeasible, the duals blew up: lam >= 0 and nu with ||Jg' lam + Jh' nu||
+  <= CERT * c, where c = lam.g(x) + nu.h(x) - (Jg' lam + Jh' nu).x > 0 (a
+  Farkas certificate in the affine case). For convex g and affine h,
+  lam.g(y) + nu.h(y) >= c + (Jg' lam + Jh' nu).y for every y, so no feasible
+  point has a norm below about 1 / CERT. Nonlinear g rarely gets that close:
+  there duals past 1 / eps times the scale with the primal residual above
+  sqrt(tol) also count.
+- unbounded, x blew up: its direction d = x / ||x|| decreases f (grad f.d < 0)
+  with no curvature (||H d|| <= CERT |grad f.d|) and keeps the constraints
+  (Jg d <= CERT |grad f.d|, |Jh d| <= CERT |grad f.d|): a recession direction.
+  A problem both infeasible and unbounded along a free direction may be
+  reported either way.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, fields, replace
+
+import torch
+
+from optlang.solvers.result import CONVERGED, FAILED, INFEASIBLE, MAX_ITER, UNBOUNDED
+
+FRACTION = 0.99  # fraction to the boundary: s and lam stay positive
+TRUST = 0.5  # the relative error allowed to the linearization of a nonlinear g along a step
+MAX_BACKTRACKS = 40
+CERT = 1e-8  # tolerance of the certificates, relative (the module docstring)
+
+
+@dataclass
+class KKTResult:
+    """Per element: the primal-dual point, and how the solve ended (codes in result.STATUS)."""
+
+    x: torch.Tensor  # (B, n)
+    lam: torch.Tensor  # (B, m), >= 0
+    nu: torch.Tensor  # (B, p)
+    converged: torch.Tensor  # (B,) bool
+    iterations: torch.Tensor  # (B,) int64
+    residual: torch.Tensor  # (B,) relative KKT residual at the end
+    status: torch.Tensor  # (B,) int64
+
+
+@dataclass
+class _Point:
+    """An iterate: primal x and slack s, duals lam and nu, and f, g, h and derivatives at x."""
+
+    x: torch.Tensor
+    s: torch.Tensor
+    lam: torch.Tensor
+    nu: torch.Tensor
+    f: torch.Tensor
+    grad: torch.Tensor
+    g: torch.Tensor
+    Jg: torch.Tensor
+    h: torch.Tensor
+    Jh: torch.Tensor
+
+
+def ipm(prob, tol: float, max_iter: int) -> KKTResult:
+    """Solve the batch of problems `prob` to relative KKT residual `tol`."""
+    B, n = prob.batch_size, prob.n
+    x = torch.zeros(B, n, dtype=prob.dtype, device=prob.device)
+    pt = _point(prob, x, None, None, x.new_zeros(B, prob.p))
+    # Slacks make the start feasible in g + s = 0 where g(0) is far inside, else 1.
+    pt = replace(pt, s=torch.clamp(-pt.g, min=1.0), lam=torch.ones_like(pt.g))
+    res = _kkt_residual(pt)
+    status = torch.where(res <= tol, CONVERGED, MAX_ITER).to(torch.int64)
+    iters = torch.zeros(B, dtype=torch.int64, device=x.device)
+    scale = torch.clamp(_norm(pt.grad, pt.g, pt.h), min=1.0)  # for the blow-up tests
+    for _ in range(max_iter):
+        running = status == MAX_ITER
+        if not bool(running.any()):
+            break
+        H = prob.lagrangian_hessian(pt.x, pt.lam, pt.nu)
+        new = _step(prob, pt, H, running, tol)
+        finite = _finite(new)
+        status = torch.where(running & ~finite, FAILED, status)
+        keep = running & finite
+        pt = _where(keep, new, pt)
+        iters = iters + running.long()
+        res = torch.where(keep, _kkt_residual(pt), res)
+        status = torch.where(keep & (res <= tol), CONVERGED, status)
+        infeasible, unbounded = _certificates(pt, H, scale, tol, prob.affine_constraints)
+        status = torch.where(keep & (status == MAX_ITER) & infeasible, INFEASIBLE, status)
+        status = torch.where(keep & (status == MAX_ITER) & unbounded, UNBOUNDED, status)
+    return KKTResult(pt.x, pt.lam, pt.nu, status == CONVERGED, iters, res, status)
+
+
+def _point(prob, x, s, lam, nu) -> _Point:
+    """Evaluate f, g, h and their derivatives at x; no calls for empty g or h."""
+    B, n = x.shape
+    g, Jg = (prob.ineq(x), prob.ineq_jacobian(x)) if prob.m else (x.new_zeros(B, 0), x.new_zeros(B, 0, n))
+    h, Jh = (prob.eq(x), prob.eq_jacobian(x)) if prob.p else (x.new_zeros(B, 0), x.new_zeros(B, 0, n))
+    return _Point(x, s, lam, nu, prob.objective(x), prob.gradient(x), g, Jg, h, Jh)
+
+
+def _where(mask, a: _Point, b: _Point) -> _Point:
+    """Per element, a where mask else b."""
+    pick = lambda u, v: torch.where(mask.view(-1, *[1] * (u.dim() - 1)), u, v)  # noqa: E731
+    return _Point(*(pick(getattr(a, f.name), getattr(b, f.name)) for f in fields(_Point)))
+
+
+def _finite(pt: _Point):
+    """Per element: is everything in pt finite."""
+    B = pt.x.shape[0]
+    return torch.stack([torch.isfinite(getattr(pt, f.name)).reshape(B, -1).all(1) for f in fields(pt)]).all(0)
+
+
+def _mv(A, v):
+    """Batched matrix-vector product."""
+    return (A @ v.unsqueeze(-1)).squeeze(-1)
+
+
+def _norm(*ts):
+    """Max-abs over the last dims of several (B, k) tensors, 0 where all are empty."""
+    return torch.cat([ts[0].new_zeros(ts[0].shape[0], 1), *ts], dim=-1).abs().amax(-1)
+
+
+def _residuals(pt: _Point):
+    """Dual residual grad f + Jg' lam + Jh' nu, and primal residuals g + s and h."""
+    r_d = pt.grad + _mv(pt.Jg.mT, pt.lam) + _mv(pt.Jh.mT, pt.nu)
+    return r_d, pt.g + pt.s, pt.h
+
+
+def _kkt_residual(pt: _Point):
+    """Max of relative primal infeasibility, dual infeasibility and complementarity."""
+    r_d, r_g, r_h = _residuals(pt)
+    P, D, Pg, G = _scales(pt)
+    # A row is complementary once its slack is negligible among its own terms, or its
+    # multiplier's pull lam_i |grad g_i| among the dual residual's: min(s, lam), made scale-free.
+    comp = torch.minimum(pt.s / Pg, pt.lam * G / D[:, None])
+    return torch.maximum(torch.maximum(_norm(r_g, r_h) / P, _norm(r_d) / D), _norm(comp))
+
+
+def _scales(pt: _Point):
+    """(P, D, Pg, G): the primal and dual residuals' scales, and per row of g its terms' and gradient's sizes.
+
+    As OSQP's, each scale is the size of the terms whose cancellation a residual
+    measures, at least 1 (absolute for small problems, relative for large ones).
+    """
+    Jgx, Jhx = _mv(pt.Jg, pt.x), _mv(pt.Jh, pt.x)
+    Pg = torch.maximum(Jgx.abs(), (pt.g - Jgx).abs())
+    P = _norm(Pg, Jhx, pt.h - Jhx)
+    D = _norm(pt.grad, _mv(pt.Jg.mT, pt.lam), _mv(pt.Jh.mT, pt.nu))
+    return torch.clamp(P, min=1.0), torch.clamp(D, min=1.0), torch.clamp(Pg, min=1.0), pt.Jg.abs().amax(-1)
+
+
+def _step(prob, pt: _Point, H, running, tol: float) -> _Point:
+    """One Mehrotra predictor-corrector step from pt, safeguarded by `_backtrack` when g is nonlinear."""
+    r_d, r_g, r_h = _residuals(pt)
+    solve = _factorize(H, pt, running)
+    sl = pt.s * pt.lam
+    m = max(sl.shape[-1], 1)
+    mu = sl.sum(-1) / m
+    aff = _direction(solve, pt, r_d, r_g, r_h, sl)
+    a = _max_step(pt, aff, 1.0)[:, None]
+    mu_aff = ((pt.s + a * aff[1]) * (pt.lam + a * aff[2])).sum(-1) / m
+    sigma = torch.clamp(mu_aff / torch.clamp(mu, min=torch.finfo(mu.dtype).tiny), 0.0, 1.0) ** 3
+    target = torch.maximum((sigma * mu)[:, None], _stop(pt, tol))
+    # Corrector: aim at the target and cancel the predictor's second-order term.
+    d = _direction(solve, pt, r_d, r_g, r_h, sl + aff[1] * aff[2] - target)
+    alpha = _max_step(pt, d, FRACTION)
+    if prob.affine_constraints:
+        return _move(prob, pt, d, alpha)
+    return _backtrack(prob, pt, d, alpha, running)
+
+
+def _stop(pt: _Point, tol: float):
+    """Per row, the s * lam the corrector aims no lower than.
+
+    That is depth * tol on the side that passes the complementarity test (s / Pg for an
+    active row, lam G / D for an inactive one), or where the row is now if shallower.
+    Deeper, s nears the rounding in g (eps Pg), which dlam = -(r_c + lam ds) / s amplifies
+    until the dual residual stalls; hence a shallower depth where tol is within 1e4 eps
+    (float32 at 1e-5).
+    """
+    c = (0.1 if tol > 1e4 * torch.finfo(pt.s.dtype).eps else 0.5) * tol
+    _, D, Pg, G = _scales(pt)
+    cD = c * D[:, None]
+    lam_stop = torch.where(pt.lam * G > cD, cD / torch.where(G > 0, G, 1.0), pt.lam)
+    return torch.maximum(pt.lam * torch.minimum(c * Pg, pt.s), pt.s * lam_stop)
+
+
+def _factorize(H, pt: _Point, running):
+    """LU of the regularized reduced KKT matrix; returns solve(rhs) reusing it."""
+    n, p = pt.x.shape[-1], pt.h.shape[-1]
+    # [[K11 + d I, Jh'], [Jh, -d I]] is quasi-definite for any d > 0, so LPs (H = 0, K11
+    # singular off the active rows) and redundant equality rows still factorize. The step is
+    # then inexact, but the right-hand sides are the true residuals: the iterates still
+    # converge to the exact KKT point. d = eps^(2/3) is far above rounding yet small enough
+    # that the inexactness costs no iterations; sqrt(eps) stalled float32 on ill-conditioned Jh.
+    delta = torch.finfo(H.dtype).eps ** (2 / 3)
+    K11 = H + pt.Jg.mT @ ((pt.lam / pt.s)[..., None] * pt.Jg)
+    K22 = pt.Jh.new_zeros(pt.Jh.shape[0], p, p)
+    K = torch.cat([torch.cat([K11, pt.Jh.mT], -1), torch.cat([pt.Jh, K22], -1)], -2)
+    reg = torch.cat([K.new_full((n,), delta), K.new_full((p,), -delta)])
+    eye = torch.eye(n + p, dtype=K.dtype, device=K.device)
+    # Frozen elements get a harmless system: their (extreme) scaling must not break the batch.
+    K = torch.where(running[:, None, None], K + torch.diag(reg), eye)
+    LU, piv, info = torch.linalg.lu_factor_ex(K)
+    # A zero pivot despite the regularization: the minimum-norm least-squares step instead.
+    bad = ((info != 0) | ~torch.isfinite(LU).flatten(1).all(1)) & torch.isfinite(K).flatten(1).all(1)
+    pinv = torch.linalg.pinv(K[bad]) if bool(bad.any()) else None
+
+    def solve(rhs):
+        sol = torch.linalg.lu_solve(LU, piv, rhs.unsqueeze(-1)).squeeze(-1)
+        if pinv is not None:
+            sol = sol.clone()
+            sol[bad] = _mv(pinv, rhs[bad])
+        return sol
+
+    return solve
+
+
+def _direction(solve, pt: _Point, r_d, r_g, r_h, r_c):
+    """Newton step (dx, ds, dlam, dnu) driving r_d, r_g, r_h to 0 and s * lam to s * lam - r_c."""
+    n = pt.x.shape[-1]
+    rhs = torch.cat([-r_d - _mv(pt.Jg.mT, (pt.lam * r_g - r_c) / pt.s), -r_h], -1)
+    sol = solve(rhs)
+    dx, dnu = sol[:, :n], sol[:, n:]
+    ds = -r_g - _mv(pt.Jg, dx)
+    dlam = -(r_c + pt.lam * ds) / pt.s
+    return dx, ds, dlam, dnu
+
+
+def _max_step(pt: _Point, d, frac: float):
+    """Largest step in [0, 1] that keeps s and lam at least (1 - frac) times their values."""
+    v, dv = torch.cat([pt.s, pt.lam], -1), torch.cat([d[1], d[2]], -1)
+    ratio = torch.where(dv < 0, -v / torch.where(dv < 0, dv, -1.0), torch.inf)
+    return torch.clamp(frac * torch.cat([v.new_full((v.shape[0], 1), torch.inf), ratio], -1).amin(-1), max=1.0)
+
+
+def _move(prob, pt: _Point, d, alpha) -> _Point:
+    """The point pt + alpha * d, evaluated."""
+    a = alpha[:, None]
+    # The step keeps s and lam above (1 - FRACTION) of their values; the floor only undoes rounding.
+    s = torch.maximum(pt.s + a * d[1], (1 - FRACTION) * pt.s)
+    lam = torch.maximum(pt.lam + a * d[2], (1 - FRACTION) * pt.lam)
+    return _point(prob, pt.x + a * d[0], s, lam, pt.nu + a * d[3])
+
+
+def _backtrack(prob, pt: _Point, d, alpha, running) -> _Point:
+    """Halve the step until the linearization of g still describes it (g nonlinear).
+
+    The Newton step trusts g(x + dx) ~ g(x) + Jg dx; far from the solution that can
+    be off by orders of magnitude (exp), and the step then lands anywhere. A step is
+    kept once the model error in every row is at most TRUST times the size of that
+    row's terms, |Jg dx| + |g| + s, and everything at the new point is finite.
+    """
+    accepted = ~running
+    new = None
+    for _ in range(MAX_BACKTRACKS):
+        trial = _move(prob, pt, d, alpha)
+        pred = alpha[:, None] * _mv(pt.Jg, d[0])
+        err = (trial.g - pt.g - pred).abs()
+        ok = (err <= TRUST * (pred.abs() + pt.g.abs() + pt.s)).all(-1) & _finite(trial)
+        new = trial if new is None else _where(ok & ~accepted, trial, new)
+        accepted = accepted | ok
+        if bool(accepted.all()):
+            break
+        alpha = torch.where(accepted, alpha, 0.5 * alpha)
+    # Elements that never passed take the smallest step tried.
+    return _where(accepted, new, trial)
+
+
+def _certificates(pt: _Point, H, scale, tol: float, affine: bool):
+    """Masks of elements whose iterates look infeasible or unbounded (module docstring)."""
+    cert = max(tol, CERT)
+    blowup = torch.finfo(pt.x.dtype).eps ** -0.5
+    y = _mv(pt.Jg.mT, pt.lam) + _mv(pt.Jh.mT, pt.nu)
+    c = (pt.lam * pt.g).sum(-1) + (pt.nu * pt.h).sum(-1) - (y * pt.x).sum(-1)
+    duals = _norm(pt.lam, pt.nu)
+    infeasible = (duals > blowup * scale) & (c > 0) & (_norm(y) <= cert * c)
+    if not affine:
+        # Nonlinear g rarely nears a certificate: duals far past any central path's (which
+        # can reach 1 / sqrt(eps) on badly scaled rows) while the primal residual stays.
+        stalled = _norm(*_residuals(pt)[1:]) > _scales(pt)[0] * tol ** 0.5
+        infeasible = infeasible | ((duals > blowup**2 * scale) & stalled)
+    size = _norm(pt.x)
+    d = pt.x / torch.clamp(size, min=torch.finfo(size.dtype).tiny)[:, None]
+    slope = -(pt.grad * d).sum(-1)
+    bound = cert * slope
+    keeps = (_norm(_mv(H, d)) <= bound) & (_norm(torch.relu(_mv(pt.Jg, d)), _mv(pt.Jh, d)) <= bound)
+    unbounded = (size > blowup * scale) & (slope > 0) & keeps
+    return infeasible, unbounded
