@@ -749,3 +749,25 @@ def test_exp_cap_far_below_the_start():
     assert sol.stats.status_names() == "converged"
     assert rel_err(sol.x.numpy(), [-3.0]) <= SOLUTION_RTOL
     assert rel_err(sol.duals["cap"].numpy(), [3.0 * np.exp(3.0)]) <= SOLUTION_RTOL
+
+
+def test_active_constraint_with_a_small_dual_keeps_its_gradient():
+    """A strictly active constraint whose dual is only 2e-4 is not mistaken for a weakly active one.
+
+    minimize 0.5 |x - x0|^2 s.t. a.x <= b: x = x0 - lam a with lam = (a.x0 - b) / |a|^2, and
+    d sum(x) / d x0 = (I - a a' / |a|^2) 1 (benchmarks/qp.py found the gradient of such a row wrong
+    when the weak-activity test looked at the dual's size alone).
+    """
+    layer = inline("problem halfspace\ndim n\nparam x0[n], a[n], b\nvar x[n]\nminimize 0.5 * sumsq(x - x0)\n"
+                   "subject to\n  cut: dot(a, x) <= b\n")
+    a = np.array([1.0, -2.0, 0.5])
+    x0 = np.array([0.3, 0.1, -0.4])
+    b = a @ x0 - 2e-4 * (a @ a)
+    x0_t = torch.tensor(x0, requires_grad=True)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        sol = layer.solve(x0=x0_t, a=_t(a), b=_t(b))
+        sol.x.sum().backward()
+    assert rel_err(sol.duals["cut"].detach().numpy(), 2e-4) <= 1e-6
+    want = np.ones(3) - a * (a.sum() / (a @ a))
+    assert rel_err(x0_t.grad.numpy(), want) <= 1e-8

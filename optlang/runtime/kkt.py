@@ -14,7 +14,12 @@ import torch
 from optlang.solvers.ipm import ipm
 from optlang.solvers.result import SolveResult, where_text
 
-WEAK = 100.0  # a constraint with lam <= WEAK sqrt(tol) and |g| <= WEAK sqrt(tol) is weakly active
+# A constraint is weakly active when its dual and its slack are both small (at most WEAK sqrt(tol))
+# and neither dominates the other (the smaller is at least BALANCE times the larger). An interior-point
+# solution drives one of the two to ~tol on every row that has a side; a strictly active constraint
+# with a small dual (1e-4, say) still has a slack many decades below it, and stays active.
+WEAK = 10.0
+BALANCE = 1e-3
 
 
 class KKTView:
@@ -86,8 +91,8 @@ def kkt_jacobian(bound, state, tol: float):
         return J
     lam = state[..., n: n + m]
     g = bound.flat("ineq", state.shape[:-1], state=state)
-    limit = WEAK * math.sqrt(tol)
-    weak = (lam.abs() <= limit) & (g.abs() <= limit)
+    small, large = torch.minimum(lam.abs(), g.abs()), torch.maximum(lam.abs(), g.abs())
+    weak = (large <= WEAK * math.sqrt(tol)) & (small >= BALANCE * large)
     if bool(weak.any()):
         rows = torch.zeros_like(J[..., n: n + m, :])
         rows[..., torch.arange(m), n + torch.arange(m)] = -1.0
