@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from optlang.errors import OptError
 
 from optlang.ir.build import build
+from optlang.ir.check import is_affine
 from optlang.passes.classify import classify
 from optlang.passes.conditions import derive_conditions
 from optlang.passes.functions import Functions, derive_functions
@@ -80,6 +81,7 @@ def _run(text: str, name: str) -> Stages:
         options=tuple((k, v) for k, v, _ in problem.options),
         choices=choices,
         sense=cond.problem.sense,
-        affine_constraints=all(c.cls != "other" for c in problem.constraints),
+        affine_constraints=all(c.cls != "other" for c in cond.problem.constraints),
+        quadratic=cond.kind == "kkt" and all(is_affine(g) for g in cond.gradient),
     )
     return Stages(program, problem, fns, plan)

@@ -36,6 +36,17 @@ class KKTView:
         self.m, self.p = sizes["ineq"], sizes["eq"]
         self.dtype, self.device = bound.dtype, bound.device
         self.affine_constraints = bound.plan.affine_constraints
+        # Affine constraints have constant Jacobians, and with a quadratic objective the Hessian of
+        # the Lagrangian is constant too (a QP or LP): build each once per solve, not per iteration.
+        self._constant = {}
+        self._hessian_constant = bound.plan.affine_constraints and bound.plan.quadratic
+
+    def _once(self, key: str, build, constant: bool):
+        if not constant:
+            return build()
+        if key not in self._constant:
+            self._constant[key] = build()
+        return self._constant[key]
 
     def _in(self, t):
         return t.reshape(self.bound.batch + t.shape[1:])
@@ -56,14 +67,16 @@ class KKTView:
         return self._out(self.bound.flat("eq", self.bound.batch, state=self._in(x)))
 
     def ineq_jacobian(self, x):
-        return self._out(self.bound.jacobian(self._in(x), "jvp_ineq", self.n))
+        build = lambda: self._out(self.bound.jacobian(self._in(x), "jvp_ineq", self.n))  # noqa: E731
+        return self._once("ineq", build, self.affine_constraints)
 
     def eq_jacobian(self, x):
-        return self._out(self.bound.jacobian(self._in(x), "jvp_eq", self.n))
+        return self._once("eq", lambda: self._out(self.bound.jacobian(self._in(x), "jvp_eq", self.n)), True)
 
     def lagrangian_hessian(self, x, lam, nu):
         state = torch.cat([x, lam, nu], dim=-1)
-        return self._out(self.bound.jacobian(self._in(state), "hvp_lagrangian", self.n))
+        build = lambda: self._out(self.bound.jacobian(self._in(state), "hvp_lagrangian", self.n))  # noqa: E731
+        return self._once("hessian", build, self._hessian_constant)
 
 
 def solve_kkt(bound, tol: float, max_iter: int) -> SolveResult:

@@ -118,10 +118,14 @@ def _where(mask, a: _Point, b: _Point) -> _Point:
     return _Point(*(pick(getattr(a, f.name), getattr(b, f.name)) for f in fields(_Point)))
 
 
+VECTOR_FIELDS = ("x", "s", "lam", "nu", "f", "grad", "g", "h")
+
+
 def _finite(pt: _Point):
-    """Per element: is everything in pt finite."""
+    """Per element: is the point finite. The Jacobians are not checked: a non-finite Jacobian makes
+    the next step, and so the next point, non-finite (and checking them costs (m + p) n per element)."""
     B = pt.x.shape[0]
-    return torch.stack([torch.isfinite(getattr(pt, f.name)).reshape(B, -1).all(1) for f in fields(pt)]).all(0)
+    return torch.stack([torch.isfinite(getattr(pt, f)).reshape(B, -1).all(1) for f in VECTOR_FIELDS]).all(0)
 
 
 def _mv(A, v):
