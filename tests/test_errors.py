@@ -1043,3 +1043,21 @@ def test_mutated_programs_raise_only_opt_error(src):
         lines = str(err).splitlines()
         assert lines[0].startswith("t.opt:") and ": error: " in lines[0]
         assert len(lines) >= 3 and set(lines[2].strip()) == {"^"}
+
+
+@pytest.mark.parametrize("src, expected", [
+    ("problem p\nparam a[3]\nvar x, y\nroot a * x + y\n", """\
+t.opt:4:6: error: root needs as many equations as unknowns
+  root a * x + y
+       ^^^^^^^^^
+the expression is [3] but the vars hold x scalar + y scalar entries; give the equations with the vars' total size \
+(stack them in one vector)"""),
+    ("problem p\nparam a\nvar z, w\nfixed_point z = tanh(a * z) + 1\n", """\
+t.opt:3:8: error: a fixed point solves for the one var on its left; 'w' is a second var
+  var z, w
+         ^
+make 'w' a param, or stack both into 'z' (z = g(z) on the joint vector)"""),
+], ids=["root-two-vars-too-many-equations", "fixed-point-second-var"])
+def test_several_vars_in_equations(src, expected):
+    """A root over several vars needs their total size of equations; a fixed point has one var."""
+    assert str(error_of(src)) == expected

@@ -432,3 +432,10 @@ def test_default_tolerances_give_1e_6_relative_accuracy(problem, data):
     for i in range(2):
         assert rel_err(x[i].numpy(), ref[i]) <= 1e-6, i
     check_gradients(problem, c, x, got, g, rng, rtol=1e-6)
+
+
+def test_a_zero_size_dim_is_a_call_error():
+    nnls = layer("nnls")
+    with pytest.raises(optlang.CallError) as info:
+        nnls(A=torch.zeros(3, 0, dtype=torch.float64), b=torch.zeros(3, dtype=torch.float64))
+    assert str(info.value) == "parameter 'A': dim n is 0 (trailing shape (3, 0)); dims must be at least 1"

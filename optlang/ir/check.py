@@ -184,6 +184,14 @@ def check_statement_shape(problem, stmt) -> None:
                 span,
                 f"the var '{problem.vars[0].name}' is {shapes.fmt(want[0])} but the expression is {shapes.fmt(e.shape)}",
             )
+        if len(problem.vars) > 1 and _size(e.shape) != sum(_size(s) for s in want):
+            sizes = " + ".join(f"{v.name} {shapes.fmt(v.shape)}" for v in problem.vars)
+            raise OptError(
+                "root needs as many equations as unknowns",
+                span,
+                f"the expression is {shapes.fmt(e.shape)} but the vars hold {sizes} entries; give the equations "
+                "with the vars' total size (stack them in one vector)",
+            )
     if problem.statement == "fixed_point":
         var = problem.var(problem.fixed_var)
         if e.shape != var.shape:
@@ -192,9 +200,26 @@ def check_statement_shape(problem, stmt) -> None:
                 span,
                 f"'{var.name}' is {shapes.fmt(var.shape)} but the right side is {shapes.fmt(e.shape)}",
             )
+        other = next((v for v in problem.vars if v.name != var.name), None)
+        if other is not None:
+            raise OptError(
+                f"a fixed point solves for the one var on its left; '{other.name}' is a second var",
+                other.span,
+                f"make '{other.name}' a param, or stack both into '{var.name}' (z = g(z) on the joint vector)",
+            )
     if not any(i.role == "var" for i in inputs_of(e)) and problem.statement != "fixed_point":
         raise OptError(
             f"the {problem.statement} expression does not involve any var",
             span,
             "it must depend on the declared var(s): " + ", ".join(v.name for v in problem.vars),
         )
+
+
+def _size(shape):
+    """The number of entries of a shape, symbolic in its dims (a SymPy expression)."""
+    import sympy
+
+    out = sympy.Integer(1)
+    for d in shape:
+        out *= sympy.Integer(d) if isinstance(d, int) else sympy.Symbol(d, positive=True)
+    return sympy.expand(out)
