@@ -106,8 +106,9 @@ def adapter(fn: Function, layout, where: dict):
     places = [(where[into][key], tuple(fn.shape_of(ssa)), out) for (key, ssa), out in zip(fn.outputs, outs)]
     body += [line for line in _index_lines(shape for (_, shape), _, _ in places) if line not in body]
     terms = [put(out, off, shape, got) for (off, shape), got, out in places]
+    body += [f"out {'+' if i else ''}= {term}" for i, term in enumerate(terms)]
     doc = f"{fn.name} on flat tiles: its blocks put at their offsets ({into} layout), padding zeroed."
-    return name, f"{head}, ", doc, body + ["return " + " + ".join(terms)]
+    return name, f"{head}, ", doc, body + ["return out"]
 
 
 def empty_adapter(name: str, head: str):
@@ -139,7 +140,7 @@ def template_values(plan: Plan) -> dict:
     from optlang.solvers import ipm, result
 
     n = sizes(plan)
-    return {"__NV__": n["var"], "__NI__": n["ineq"], "__NE__": n["eq"], "__AFFINE__": plan.affine_constraints,
+    return {"__NV__": n["var"], "__NI__": n["ineq"], "__NE__": n["eq"], "__NONLINEAR__": not plan.affine_constraints,
             "__FRACTION__": repr(ipm.FRACTION), "__TRUST__": repr(ipm.TRUST),
             "__MAX_BACKTRACKS__": ipm.MAX_BACKTRACKS, "__CERT__": repr(ipm.CERT), "__WEAK__": repr(WEAK),
             "__INFEASIBLE__": result.INFEASIBLE, "__UNBOUNDED__": result.UNBOUNDED}

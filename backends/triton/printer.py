@@ -133,7 +133,8 @@ def unsupported(plan: Plan) -> str | None:
                 "rank 0 and 1")
     for b in plan.duals:
         if len(b.shape) > 1:
-            return (f"has constraint '{b.name}' of rank {len(b.shape)}; the Triton backend handles constraints "
+            which = f"'{b.label}'" if b.label else f"on line {b.line}"
+            return (f"has a constraint of rank {len(b.shape)} ({which}); the Triton backend handles constraints "
                     "of rank 0 and 1")
     for p in plan.params:
         if len(p.shape) > 2:

@@ -150,7 +150,8 @@ class Layer(torch.nn.Module):
             # By the PyTorch backend's function on any backend: a few elementwise ops under autograd.
             from optlang.runtime.executor import TorchExecutor
 
-            torch_bound = BoundProblem(TorchExecutor().module_for(self.plan), self.plan, params, dims, batch, dtype, device)
+            torch_module = TorchExecutor().module_for(self.plan)
+            torch_bound = BoundProblem(torch_module, self.plan, params, dims, batch, dtype, device)
             written = torch_bound.call("duals", state=flat, params=params)
             written = written if isinstance(written, tuple) else (written,)
             for (name, _), value in zip(self.plan.function("duals").outputs, written):

@@ -8,15 +8,17 @@
 # differs: a zero pivot gives gauss_solve's basic solution where ipm.py takes the pseudo-
 # inverse's, and sums run in another order (results agree to rounding).
 # Tiles: x, grad (lanes 0 .. NV), g, s, lam (0 .. NI) and h, nu (0 .. NE) are [VAR_BLOCK]
-# tiles, padded with 0; Jg, Jh, H and the reduced system are [VAR_BLOCK, VAR_BLOCK] tiles
-# (rows the constraints, columns the vars), their x-part of the flat state (x, lam, nu)
-# first. The kernel stores that flat state, the status and the iteration count.
-#: Placeholders: as in newton.py, plus __NV__, __NI__, __NE__ (the printed sizes of the var,
-#: the inequality rows and the equality rows), __AFFINE__ (every constraint affine), and the constants of ipm.py and
-#: runtime/kkt.py (__FRACTION__, __TRUST__, __MAX_BACKTRACKS__, __CERT__, __WEAK__, status codes).
+# tiles, padded with 0; Jg, Jh (rows the constraints, columns the vars), H and the reduced
+# system (the x rows, then the nu rows) are [VAR_BLOCK, VAR_BLOCK] tiles, padded with the
+# identity where solved. The kernel stores the flat state (x, lam, nu), the status and the
+# iteration count.
+#: Placeholders: as in backward.py, plus __NV__, __NI__, __NE__ (the printed sizes of the
+#: var, the inequality rows and the equality rows), __NONLINEAR__ (not every constraint
+#: affine), and the constants of ipm.py and runtime/kkt.py (__FRACTION__, __TRUST__,
+#: __MAX_BACKTRACKS__, __CERT__, __WEAK__, the status codes).
 INFEASIBLE = tl.constexpr(__INFEASIBLE__)
 UNBOUNDED = tl.constexpr(__UNBOUNDED__)
-NONLINEAR = tl.constexpr(not __AFFINE__)  # some constraint is not affine: steps are halved, certificates widened
+NONLINEAR = tl.constexpr(__NONLINEAR__)  # some constraint is not affine: steps are halved, certificates widened
 FRACTION = tl.constexpr(__FRACTION__)
 TRUST = tl.constexpr(__TRUST__)
 MAX_BACKTRACKS = tl.constexpr(__MAX_BACKTRACKS__)
