@@ -17,7 +17,9 @@ element count; one without batch dims (or only unit ones) gets stride 0; any
 other partial broadcast is materialized with expand(...).contiguous().
 The kernels mirror the PyTorch solvers step for step (see the templates);
 where they differ: dense solves skip exactly-zero pivots (a basic solution)
-where torch.linalg falls back to the minimum-norm least-squares one,
+where torch.linalg falls back to the minimum-norm least-squares one (the IPM's
+regularized reduced system, eliminated twice per iteration where ipm.py
+factorizes it once, included),
 FISTA decides when to polish per instance where pgd.py looks at the batch,
 and the simplex threshold comes from Michelot's iteration, not a sort (the
 same tau up to rounding).
