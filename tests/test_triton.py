@@ -321,7 +321,7 @@ KKT_SOURCES = {  # infeasible and unbounded instances next to solvable ones; a n
     ("boxcap", dict(c=[[1.0, 2.0, 0.5], [0.3, -1.0, 0.2]], a=[1.0, -1.0]), ["infeasible", "converged"]),
     ("ray", dict(c=[[1.0, -2.0, 0.5], [0.3, 1.0, 0.2]]), ["unbounded", "converged"]),
     ("expcap", dict(c=[3.0, -1.0], u=[2.0, 5.0]), ["converged", "converged"]),
-])
+], ids=["boxcap", "ray", "expcap"])
 def test_kkt_certificates_and_nonlinear_constraints_like_torch(name, params, status):
     model = optlang.compile_string(KKT_SOURCES[name], f"{name}.opt")
     params = {k: torch.tensor(v, dtype=torch.float64, device=DEVICE) for k, v in params.items()}

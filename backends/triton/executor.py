@@ -109,7 +109,7 @@ class TritonExecutor:
             weak = torch.empty(B, dtype=torch.int8, device=bound.device)
             tol = torch.tensor([options["tol"]], dtype=bound.dtype, device=bound.device)
             launch.run(bound.module.backward_kkt_kernel, [x, g, flags, weak, tol] + out)
-            warn_weak(weak.reshape(bound.batch).bool(), stacklevel=4)
+            warn_weak(weak.reshape(bound.batch).bool(), stacklevel=5)  # where kkt_jacobian points, too
             _warn(flags, bound.batch, "singular Jacobian in the backward pass",
                   "zero pivots were skipped (a basic solution, not the minimum-norm one; "
                   "backend=\"torch\" gives the least-squares solution)")
