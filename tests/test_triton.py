@@ -473,8 +473,9 @@ def test_printing_is_deterministic_and_needs_no_triton():
         sys.modules["triton"] = None  # importing triton now fails
         from optlang.passes.pipeline import run
         from optlang.backends.triton.printer import print_plan
-        sources = {{name: open(f"examples/{{name}}.opt").read() for name in {NAMES!r}}}
+        sources = {{name: open(f"examples/{{name}}.opt").read() for name in {NAMES + ("qp", "portfolio")!r}}}
         sources.update({SOURCES!r})
+        sources.update({KKT_SOURCES!r})
         for name, source in sources.items():
             plan = run(source, name).plan
             first, second = print_plan(plan), print_plan(plan)
