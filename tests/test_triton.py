@@ -11,6 +11,7 @@ import pathlib
 import subprocess
 import sys
 import textwrap
+import warnings
 
 import pytest
 import torch
@@ -27,6 +28,7 @@ EXAMPLES = ROOT / "examples"
 NAMES = ("ridge", "logistic", "nnls", "box_ls", "kepler")
 DEVICE = "cuda" if torch.cuda.is_available() else "cpu"
 KERNELS = ("newton_kernel", "fista_kernel", "anderson_kernel", "backward_direct_kernel", "backward_cg_kernel")
+KKT_KERNELS = ("ipm_kernel", "backward_kkt_kernel")
 SOURCES = {  # the new prox sets (param box on a scalar, simplex, norm1, norm2, ball) and a fixed point
     "scalar_box": "problem scalar_box\nparam a, lo\nvar x\nminimize 0.5 * square(x - a) + 0.1 * x ^ 4\n"
                   "subject to\n  x >= lo\n",
@@ -212,7 +214,7 @@ class Counting:
 def count_launches(model, monkeypatch) -> dict:
     """Replace the module's kernels with counters; {kernel name: Counting}."""
     module = TritonExecutor().module_for(model.plan)
-    counters = {k: Counting(getattr(module, k)) for k in KERNELS if hasattr(module, k)}
+    counters = {k: Counting(getattr(module, k)) for k in KERNELS + KKT_KERNELS if hasattr(module, k)}
     for k, counter in counters.items():
         monkeypatch.setattr(module, k, counter)
     return counters
@@ -257,6 +259,88 @@ def test_failed_fixed_point_is_reported_like_torch():
     assert torch.equal(sol.stats.iterations, ref.stats.iterations)
     assert torch.isfinite(sol.z).all()
     assert_close(sol.z[1], ref.z[1])
+
+
+def kkt_data(name, dtype=torch.float64, n=4, m=3, p=1):
+    """A batch of two well-posed instances: active and inactive inequalities, one equality row."""
+    g = torch.Generator().manual_seed(1)
+    randn = lambda *s: torch.randn(*s, generator=g, dtype=dtype)  # noqa: E731
+    L = randn(2, n, n)
+    if name == "qp":
+        out = dict(Q=L @ L.mT + 0.5 * torch.eye(n, dtype=dtype), c=randn(2, n), G=randn(2, m, n),
+                   h=0.1 + torch.rand(2, m, generator=g, dtype=dtype), A=randn(2, p, n), b=randn(2, p))
+    else:  # portfolio: gamma shared by the batch
+        out = dict(mu=randn(2, n), Sigma=L @ L.mT / n + 0.1 * torch.eye(n, dtype=dtype),
+                   gamma=torch.tensor(2.0, dtype=dtype))
+    return {k: v.to(DEVICE) for k, v in out.items()}
+
+
+def run_kkt(model, params, backend, **options):
+    """The var, the duals by label, the gradients of a loss on both, and the stats (converged elements only)."""
+    leaves = {k: v.detach().clone().requires_grad_() for k, v in params.items()}
+    sol = model.solve(**leaves, backend=backend, warn=False, **options)
+    x = sol[model.plan.var.name]
+    ok = sol.stats.converged
+    weights = torch.linspace(-1, 1, x[0].numel(), dtype=x.dtype, device=x.device).reshape(x[0].shape)
+    loss = (x[ok] * weights).sum() + (x[ok] * x[ok]).sum()
+    loss = loss + sum((d[ok] * d[ok]).sum() for d in sol.duals.values())
+    grads = torch.autograd.grad(loss, list(leaves.values()), allow_unused=True, materialize_grads=True)
+    return x.detach(), {k: v.detach() for k, v in sol.duals.items()}, dict(zip(leaves, grads)), sol.stats
+
+
+@pytest.mark.parametrize("name", ["qp", "portfolio"])
+def test_kkt_matches_torch_in_one_launch_each_way(name, monkeypatch):
+    # The interior-point kernel against solvers/ipm.py, step for step: the same iteration counts;
+    # the direct KKT backward (runtime/kkt.kkt_jacobian) for every param, through the duals too.
+    model, params = layer(name), kkt_data(name)
+    x_ref, duals_ref, grads_ref, stats_ref = run_kkt(model, params, "torch")
+    counters = count_launches(model, monkeypatch)
+    x, duals, grads, stats = run_kkt(model, params, "triton")
+    launches = {k: c.grids for k, c in counters.items() if c.grids}
+    assert launches == {"ipm_kernel": [(2,)], "backward_kkt_kernel": [(2,)]}
+    assert stats.status_names() == stats_ref.status_names() == ["converged", "converged"]
+    assert torch.equal(stats.iterations, stats_ref.iterations)
+    torch.testing.assert_close(x, x_ref, rtol=1e-8, atol=1e-8)
+    assert duals.keys() == duals_ref.keys() and duals
+    for key in duals:
+        torch.testing.assert_close(duals[key], duals_ref[key], rtol=1e-8, atol=1e-8)
+    for key in params:
+        assert grads[key].shape == params[key].shape
+        torch.testing.assert_close(grads[key], grads_ref[key], rtol=1e-8, atol=1e-8)
+
+
+KKT_SOURCES = {  # infeasible and unbounded instances next to solvable ones; a nonlinear g on a scalar var
+    "boxcap": "problem boxcap\ndim n\nparam c[n], a\nvar x[n]\nminimize 0.5 * sumsq(x - c)\nsubject to\n"
+              "  lo: x >= a\n  cap: sum(x) <= 0\n",
+    "ray": "problem ray\ndim n\nparam c[n]\nvar x[n]\nminimize dot(c, x)\nsubject to\n  lo: x >= 0\n",
+    "expcap": "problem expcap\nparam c, u\nvar x\nminimize 0.5 * square(x - c)\nsubject to\n  e: exp(x) <= u\n",
+}
+
+
+@pytest.mark.parametrize("name,params,status", [
+    ("boxcap", dict(c=[[1.0, 2.0, 0.5], [0.3, -1.0, 0.2]], a=[1.0, -1.0]), ["infeasible", "converged"]),
+    ("ray", dict(c=[[1.0, -2.0, 0.5], [0.3, 1.0, 0.2]]), ["unbounded", "converged"]),
+    ("expcap", dict(c=[3.0, -1.0], u=[2.0, 5.0]), ["converged", "converged"]),
+], ids=["boxcap", "ray", "expcap"])
+def test_kkt_certificates_and_nonlinear_constraints_like_torch(name, params, status):
+    model = optlang.compile_string(KKT_SOURCES[name], f"{name}.opt")
+    params = {k: torch.tensor(v, dtype=torch.float64, device=DEVICE) for k, v in params.items()}
+    with warnings.catch_warnings(record=True) as ref_record:
+        warnings.simplefilter("always")
+        x_ref, duals_ref, grads_ref, stats_ref = run_kkt(model, params, "torch")
+    with warnings.catch_warnings(record=True) as record:
+        warnings.simplefilter("always")
+        x, duals, grads, stats = run_kkt(model, params, "triton")
+    # boxcap's second instance has a weakly active row: both backends say so, naming it.
+    assert [str(w.message) for w in record] == [str(w.message) for w in ref_record]
+    assert stats.status_names() == stats_ref.status_names() == status
+    assert torch.equal(stats.iterations, stats_ref.iterations)
+    ok = stats.converged
+    torch.testing.assert_close(x[ok], x_ref[ok], rtol=1e-8, atol=1e-8)
+    for key in duals:
+        torch.testing.assert_close(duals[key][ok], duals_ref[key][ok], rtol=1e-8, atol=1e-8)
+    for key in params:
+        torch.testing.assert_close(grads[key], grads_ref[key], rtol=1e-8, atol=1e-8)
 
 
 def test_broadcast_params_match_torch():
@@ -337,10 +421,10 @@ TORCH_ONLY = {  # source, params, what the message says after "problem 'NAME' ca
                      "minimize 0.5 * sumsq(x - c) + sum(sum(T, axis=0) @ x)\n",
                      dict(T=(2, 2, 2), c=(2,)),
                      "has param 'T' of rank 3; the Triton backend handles params of rank <= 2"),
-    "qp": ("problem qp\ndim n\nparam c[n]\nvar x[n]\nminimize 0.5 * sumsq(x - c)\nsubject to\n  cap: sum(x) <= 1\n",
-           dict(c=(3,)),
-           "has general constraints (the kkt kind): their interior-point solver has no Triton kernel yet; "
-           "only smooth, prox and root problems run on Triton"),
+    "rows": ("problem rows\ndim m, k\nparam V[m, k], c[k]\nvar x[k]\nminimize 0.5 * sumsq(x - c)\nsubject to\n"
+             "  cap: V * x <= 1\n",
+             dict(V=(2, 3), c=(3,)),
+             "has a constraint of rank 2 ('cap'); the Triton backend handles constraints of rank 0 and 1"),
     "two_vars": ("problem two_vars\ndim n\nparam c[n]\nvar x[n], y[n]\n"
                  "minimize 0.5 * sumsq(x - c) + 0.5 * sumsq(y + c)\n",
                  dict(c=(3,)),
@@ -389,8 +473,9 @@ def test_printing_is_deterministic_and_needs_no_triton():
         sys.modules["triton"] = None  # importing triton now fails
         from optlang.passes.pipeline import run
         from optlang.backends.triton.printer import print_plan
-        sources = {{name: open(f"examples/{{name}}.opt").read() for name in {NAMES!r}}}
+        sources = {{name: open(f"examples/{{name}}.opt").read() for name in {NAMES + ("qp", "portfolio")!r}}}
         sources.update({SOURCES!r})
+        sources.update({KKT_SOURCES!r})
         for name, source in sources.items():
             plan = run(source, name).plan
             first, second = print_plan(plan), print_plan(plan)
@@ -409,7 +494,7 @@ AOT = """
     from optlang.backends.triton.printer import next_pow2
 
     TARGET = GPUTarget("cuda", 90, 128)  # Hopper (H100/H200); ptxas ships in the triton wheel
-    POINTERS = {"status_ptr": "*i8", "flag_ptr": "*i8", "iterations_ptr": "*i32"}
+    POINTERS = {"status_ptr": "*i8", "flag_ptr": "*i8", "weak_ptr": "*i8", "iterations_ptr": "*i32"}
 
     @triton.jit
     def probe(x_ptr):
@@ -424,7 +509,8 @@ AOT = """
     for name, source, dims, kernels, fps in CASES:
         plan = optlang.compile_string(source, name).plan
         module = TritonExecutor().module_for(plan)
-        n = next_pow2(dims.get(plan.var.shape[0], 1) if plan.var.shape else 1)
+        dims = dict(dims)
+        n = next_pow2(dims.pop("N") if "N" in dims else dims.get(plan.var.shape[0], 1) if plan.var.shape else 1)
         for kernel_name in kernels:
             kernel = getattr(module, kernel_name, None)
             if kernel is None:
@@ -441,7 +527,8 @@ AOT = """
                     else:
                         signature[p.name] = "i32"
                 constexprs.update({f"BLOCK_{d}": next_pow2(v) for d, v in dims.items()})
-                constexprs.update({k: v for k, v in (("EPS", 1e-7), ("TINY", 1e-30), ("ACCELERATE", True))
+                constexprs.update({k: v for k, v in (("EPS", 1e-7), ("TINY", 1e-30), ("DELTA", 1e-5),
+                                                           ("ACCELERATE", True))
                                    if k in signature})
                 source = triton.compiler.ASTSource(fn=kernel, signature=signature, constexprs=constexprs)
                 jobs.append(((name, kernel_name, fp), source))
@@ -464,7 +551,8 @@ def test_kernels_compile_for_sm90(tmp_path):
     Every kernel of every example and the kernels the inline prox sets and fixed point
     add (Michelot's loop, the prox adapters, Anderson's history), in float64 and float32;
     the forward and direct backward kernels of the op-spelling problems in float64 (their
-    spellings do not depend on the dtype, and they are the slowest builds).
+    spellings do not depend on the dtype, and they are the slowest builds); the interior-point
+    and KKT backward kernels of qp and portfolio in both, of a nonlinear constraint in float64.
     """
     dims = {"ridge": {"n": 6, "d": 4}, "logistic": {"n": 6, "d": 3}, "nnls": {"m": 6, "n": 4},
             "box_ls": {"m": 6, "n": 4}, "kepler": {}}
@@ -477,6 +565,11 @@ def test_kernels_compile_for_sm90(tmp_path):
               ("sparsemax", SOURCES["sparsemax"], {"n": 5}, ("fista_kernel", "backward_direct_kernel"), both),
               ("lasso", SOURCES["lasso"], {"n": 6, "d": 4}, ("fista_kernel", "backward_cg_kernel"), both),
               ("deq", SOURCES["deq"], {"d": 4, "k": 3}, ("anderson_kernel", "newton_kernel"), both)]
+    # The kkt kind: the state (var, duals) sets VAR_BLOCK; portfolio has a scalar equality row,
+    # expcap a nonlinear g on a scalar var (step halving, widened certificates).
+    cases += [("qp", (EXAMPLES / "qp.opt").read_text(), {"n": 4, "m": 3, "p": 1, "N": 8}, KKT_KERNELS, both),
+              ("portfolio", (EXAMPLES / "portfolio.opt").read_text(), {"n": 4, "N": 9}, KKT_KERNELS, both),
+              ("expcap", KKT_SOURCES["expcap"], {"N": 2}, KKT_KERNELS, ("fp64",))]
     script = tmp_path / "aot.py"  # @triton.jit reads its source from a file
     script.write_text(f"CASES = {cases!r}\n" + textwrap.dedent(AOT))
     proc = _python(script, TRITON_DEFAULT_FP_FUSION="0")  # as the executor's launches

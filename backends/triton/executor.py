@@ -2,9 +2,11 @@
 
 The forward kernel is the call's solver (`select.default_solver`): newton_kernel
 (smooth, root, and fixed points with solver "newton"), fista_kernel (prox; its
-constexpr ACCELERATE is off for "pgd"), anderson_kernel (fixed points). The
-backward kernels are the direct (dense) and, where the system is symmetric
-positive definite (smooth, elementwise prox), the CG adjoint solves. "gmres"
+constexpr ACCELERATE is off for "pgd"), anderson_kernel (fixed points),
+ipm_kernel (the kkt kind; the state is the var then the duals). The backward
+kernels are the direct (dense; backward_kkt_kernel for the kkt kind, with the
+weakly active rows of runtime/kkt.kkt_jacobian) and, where the system is
+symmetric positive definite (smooth, elementwise prox), the CG adjoint solves. "gmres"
 and "neumann" have no kernel: they run with the PyTorch backend's generated
 functions and solvers (TorchExecutor.backward) on the same tensors, so they
 work on CUDA but take many small launches ("unroll" never reaches an executor).
@@ -15,7 +17,9 @@ element count; one without batch dims (or only unit ones) gets stride 0; any
 other partial broadcast is materialized with expand(...).contiguous().
 The kernels mirror the PyTorch solvers step for step (see the templates);
 where they differ: dense solves skip exactly-zero pivots (a basic solution)
-where torch.linalg falls back to the minimum-norm least-squares one,
+where torch.linalg falls back to the minimum-norm least-squares one (the IPM's
+regularized reduced system, eliminated twice per iteration where ipm.py
+factorizes it once, included),
 FISTA decides when to polish per instance where pgd.py looks at the batch,
 and the simplex threshold comes from Michelot's iteration, not a sort (the
 same tau up to rounding).
@@ -78,6 +82,8 @@ class TritonExecutor:
             consts["EPS"] = torch.finfo(bound.dtype).eps
         if solver in ("fista", "pgd"):
             consts["ACCELERATE"] = solver == "fista"
+        if solver == "ipm":  # the tiny floor of mu, and ipm._factorize's regularization eps^(2/3)
+            consts.update(TINY=torch.finfo(bound.dtype).tiny, DELTA=torch.finfo(bound.dtype).eps ** (2 / 3))
         kernel = getattr(bound.module, kernel_name(solver))
         launch.run(kernel, [x, status, iterations, residual, tol, int(options["max_iter"])], **consts)
         batch = bound.batch
@@ -97,7 +103,17 @@ class TritonExecutor:
         grads = {p.name: torch.empty((B,) + _concrete(p.shape, bound.dims), dtype=bound.dtype, device=bound.device)
                  for p in bound.plan.params}
         out = [grads[p.name] for p in bound.plan.params]
-        if method == "direct":
+        if method == "direct" and bound.plan.kind == "kkt":
+            from optlang.runtime.kkt import warn_weak
+
+            weak = torch.empty(B, dtype=torch.int8, device=bound.device)
+            tol = torch.tensor([options["tol"]], dtype=bound.dtype, device=bound.device)
+            launch.run(bound.module.backward_kkt_kernel, [x, g, flags, weak, tol] + out)
+            warn_weak(weak.reshape(bound.batch).bool(), stacklevel=5)  # where kkt_jacobian points, too
+            _warn(flags, bound.batch, "singular Jacobian in the backward pass",
+                  "zero pivots were skipped (a basic solution, not the minimum-norm one; "
+                  "backend=\"torch\" gives the least-squares solution)")
+        elif method == "direct":
             launch.run(bound.module.backward_direct_kernel, [x, g, flags] + out)
             _warn(flags, bound.batch, "singular Jacobian in the backward pass",
                   "zero pivots were skipped (a basic solution, not the minimum-norm one; "

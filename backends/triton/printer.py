@@ -54,7 +54,7 @@ MATMUL = {  # operand ranks: (the first operand's contracted axis, spelling)
 }
 # solver -> the template holding its forward kernel, and the kernel ("pgd" is FISTA without momentum).
 FORWARD = {"newton": ("newton", "newton_kernel"), "fista": ("fista", "fista_kernel"),
-           "pgd": ("fista", "fista_kernel"), "anderson": ("anderson", "anderson_kernel")}
+           "pgd": ("fista", "fista_kernel"), "anderson": ("anderson", "anderson_kernel"), "ipm": ("ipm", "ipm_kernel")}
 
 
 def block(d) -> str:
@@ -125,15 +125,17 @@ class Layout:
 
 def unsupported(plan: Plan) -> str | None:
     """Why this plan cannot run on the Triton backend yet (a sentence to follow "problem 'p' "), or None."""
-    if plan.kind == "kkt":
-        return ("has general constraints (the kkt kind): their interior-point solver has no Triton kernel yet; "
-                "only smooth, prox and root problems run on Triton")
     if len(plan.vars) > 1:
         names = ", ".join(v.name for v in plan.vars)
         return f"has {len(plan.vars)} vars ({names}); the Triton backend handles a single var"
     if len(plan.var.shape) > 1:
         return (f"has var '{plan.var.name}' of rank {len(plan.var.shape)}; the Triton backend handles vars of "
                 "rank 0 and 1")
+    for b in plan.duals:
+        if len(b.shape) > 1:
+            which = f"'{b.label}'" if b.label else f"on line {b.line}"
+            return (f"has a constraint of rank {len(b.shape)} ({which}); the Triton backend handles constraints "
+                    "of rank 0 and 1")
     for p in plan.params:
         if len(p.shape) > 2:
             return f"has param '{p.name}' of rank {len(p.shape)}; the Triton backend handles params of rank <= 2"
@@ -285,6 +287,10 @@ def adapter_lines(plan: Plan, layout: Layout) -> list[str]:
     The lanes mask is computed inline rather than by calling var_lanes: each call
     of a jit function costs the interpreter a re-patch, and compiles to the same.
     """
+    if plan.kind == "kkt":
+        from optlang.backends.triton import kkt
+
+        return kkt.adapter_lines(plan, layout)
     lanes = f"lanes = tl.arange(0, VAR_BLOCK) < {var_size(plan)}"
     out = [_flat_adapter(fn, layout, lanes) for fn in plan.functions if fn.name in FLAT_NAMES]
     out.append(_store_grads(plan, layout))
@@ -297,6 +303,9 @@ def adapter_lines(plan: Plan, layout: Layout) -> list[str]:
 
 
 def var_size(plan: Plan) -> str:
+    """The flat state's size: the var's, or N (the var and the duals) for the kkt kind."""
+    if plan.kind == "kkt":
+        return "N"
     return count(plan.var.shape[0]) if plan.var.shape else "1"
 
 
@@ -334,13 +343,16 @@ def _flat_adapter(fn: Function, layout: Layout, lanes: str):
     return FLAT_NAMES[fn.name], head, doc, body + ["return tl.where(lanes, out, 0.0)"]
 
 
-def _store_grads(plan: Plan, layout: Layout):
+def _store_grads(plan: Plan, layout: Layout, call=None):
     """Store -(dF/dtheta)^T w for each param into its gradient buffer (full batch in front)."""
+    # call(fn, target): the statements calling vjp_theta on flat tiles of several blocks (kkt).
     fn = plan.function("vjp_theta")
     lanes = f"lanes = tl.arange(0, VAR_BLOCK) < {var_size(plan)}"
     body = _index_lines(shape for _, _, shape in layout.params)
     outs = [f"d_{g}" for _, g, _ in layout.params]
-    if outs:
+    if outs and call is not None:
+        body += [line for line in call(fn, ", ".join(outs)) if line not in body]
+    elif outs:
         body += ([] if plan.var.shape else [lanes]) + _call(fn, layout, not plan.var.shape, ", ".join(outs))
     by_key = dict(fn.outputs)
     for (src, g, shape), d in zip(layout.params, outs):
@@ -381,8 +393,10 @@ def template_values(plan: Plan, layout: Layout) -> dict:
     """What the templates' placeholders stand for: argument lists, loads and the solvers' constants."""
     from optlang.solvers import anderson, backward, newton, pgd, result
 
+    from optlang.backends.triton import kkt
+
     grads = [f"grad_{g}" for _, g, _ in layout.params]
-    return {
+    return kkt.template_values(plan) | {
         "__SIG__": layout.sig(True), "__ARGS__": layout.sig(False),
         "__KERNEL_SIG__": ", ".join([f"{s}_{g}" for _, g, _ in layout.params for s in ("ptr", "bs")]
                                     + ["N"] + [f"n_{d}" for d in layout.dims]),
@@ -404,6 +418,8 @@ def templates(plan: Plan) -> list[str]:
     from optlang.passes.select import SOLVERS, allowed_backwards, kind_label
 
     label = kind_label(plan, plan.kind)
+    if plan.kind == "kkt":  # the ipm template holds the forward and the direct backward
+        return ["common", "flat", "ipm"]
     forward = [FORWARD[s][0] for s in SOLVERS[label]]
     parts = ["common", "flat"] + sorted(set(forward), key=forward.index) + ["backward"]
     if "cg" in allowed_backwards(label, plan.function("free_mask") is not None):

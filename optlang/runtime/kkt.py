@@ -111,7 +111,13 @@ def kkt_jacobian(bound, state, tol: float):
         rows[..., torch.arange(m), n + torch.arange(m)] = -1.0
         J = J.clone()
         J[..., n: n + m, :] = torch.where(weak[..., None], rows, J[..., n: n + m, :])
-        warnings.warn(f"optlang: a constraint is weakly active (its dual and its slack are both ~0)"
-                      f"{where_text(weak.any(-1))}: the solution is not differentiable there; the gradient treats "
-                      "the constraint as inactive", RuntimeWarning, stacklevel=5)
+        warn_weak(weak.any(-1), stacklevel=6)
     return J
+
+
+def warn_weak(weak, stacklevel: int) -> None:
+    """Warn about the batch elements (a bool mask) with a weakly active constraint, if any."""
+    if bool(weak.any()):
+        warnings.warn(f"optlang: a constraint is weakly active (its dual and its slack are both ~0)"
+                      f"{where_text(weak)}: the solution is not differentiable there; the gradient treats "
+                      "the constraint as inactive", RuntimeWarning, stacklevel=stacklevel)

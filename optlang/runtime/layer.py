@@ -147,7 +147,12 @@ class Layer(torch.nn.Module):
         values = {v.name: blocks[v.name] for v in self.plan.vars}
         duals = {b.label: blocks[b.name] for b in self.plan.duals if b.label is not None}
         if self.plan.function("duals") is not None:  # rewritten constraints: their duals as written
-            written = bound.call("duals", state=flat, params=params)
+            # By the PyTorch backend's function on any backend: a few elementwise ops under autograd.
+            from optlang.runtime.executor import TorchExecutor
+
+            torch_module = TorchExecutor().module_for(self.plan)
+            torch_bound = BoundProblem(torch_module, self.plan, params, dims, batch, dtype, device)
+            written = torch_bound.call("duals", state=flat, params=params)
             written = written if isinstance(written, tuple) else (written,)
             for (name, _), value in zip(self.plan.function("duals").outputs, written):
                 label = next(b.label for b in self.plan.duals if b.name == name)

@@ -1,0 +1,146 @@
+"""The kkt kind on Triton: adapters between flat tiles of several blocks and the Plan's functions.
+
+The flat state of a KKT problem is (var, lam, nu): the var's block, then one dual
+block per inequality, then one per equality (optlang/runtime/kkt.py), each at a
+runtime offset (a sum of dim counts) in one [VAR_BLOCK] tile. An adapter cuts
+each block it needs out of a flat tile and puts each output back with one-hot
+contractions (no gather, no dynamic indexing): a block of rank 1 over dim d
+reads lanes off + r_d, masked to r_d < n_d. The interior-point kernel keeps
+g, lam and s in tiles of their own (lanes 0 .. NI), and h, nu likewise (0 .. NE),
+so `ineq_flat` and `eq_flat` put their outputs at offsets local to those tiles.
+Blocks have rank 0 or 1 (`printer.unsupported` refuses the rest).
+"""
+from __future__ import annotations
+
+from optlang.plan import Function, Plan
+
+# Plan function -> (adapter, the flat tiles it takes, where its outputs go: "residual" or "state" or a
+# dual kind, whose blocks are put at offsets local to that kind's tile).
+ADAPTERS = {
+    "residual": ("residual_flat", "x", "residual"), "jvp_x": ("jvp_flat", "x, v", "residual"),
+    "objective": ("objective_flat", "x", None), "gradient": ("gradient_flat", "x", "state"),
+    "ineq": ("ineq_flat", "x", "ineq"), "jvp_ineq": ("jvp_ineq_flat", "x, v", "ineq"),
+    "eq": ("eq_flat", "x", "eq"), "jvp_eq": ("jvp_eq_flat", "x, v", "eq"),
+    "hvp_lagrangian": ("hvp_lagrangian_flat", "x, v", "state"),
+}
+SOURCE = {"var": "x", "dual": "x", "tangent": "v", "cotangent": "w"}
+
+
+def _size(shape: tuple) -> str:
+    from optlang.backends.triton.printer import count
+
+    return count(shape[0]) if shape else "1"
+
+
+def offsets(blocks) -> dict:
+    """{name: (offset expression, shape)} for consecutive blocks."""
+    out, terms = {}, []
+    for name, shape in blocks:
+        out[name] = (" + ".join(terms) or "0", tuple(shape))
+        terms.append(_size(tuple(shape)))
+    return out
+
+
+def sizes(plan: Plan) -> dict:
+    """The printed sizes of the var (NV), the inequality rows (NI) and the equality rows (NE)."""
+    total = {"var": [], "ineq": [], "eq": []}
+    for b in plan.state:
+        total[b.kind].append(_size(tuple(b.shape)))
+    return {k: "0" if not v else v[0] if len(v) == 1 else f"({' + '.join(v)})" for k, v in total.items()}
+
+
+def cut(src: str, off: str, shape: tuple) -> str:
+    """The block at `off` of the flat tile `src`, as a tile of its shape."""
+    if not shape:
+        return f"tl.sum(tl.where(r_flat == {off}, {src}, 0.0), axis=0)"
+    d = shape[0]
+    at = f"r_{d}[:, None]" if off == "0" else f"{off} + r_{d}[:, None]"
+    return f"tl.sum(tl.where((r_flat[None, :] == {at}) & m_{d}[:, None], {src}[None, :], 0.0), axis=1)"
+
+
+def put(val: str, off: str, shape: tuple, got: tuple) -> str:
+    """A flat tile holding the block value `val` at `off`, zero elsewhere."""
+    from optlang.backends.triton.printer import tile
+
+    if not shape:
+        return f"tl.where(r_flat == {off}, {val}, 0.0)"
+    d = shape[0]
+    if got != shape:
+        val = f"tl.broadcast_to({val}, {tile(shape)})"
+    at = f"r_{d}[:, None]" if off == "0" else f"r_{d}[:, None] + {off}"
+    return f"tl.sum(tl.where(({at} == r_flat[None, :]) & m_{d}[:, None], {val}[:, None], 0.0), axis=0)"
+
+
+def layouts(plan: Plan) -> dict:
+    """Where each kind of flat tile holds its blocks."""
+    state = [(b.name, b.shape) for b in plan.state]
+    return {"state": offsets(state), "residual": offsets(plan.residual_blocks),
+            "ineq": offsets([(b.name, b.shape) for b in plan.state if b.kind == "ineq"]),
+            "eq": offsets([(b.name, b.shape) for b in plan.state if b.kind == "eq"])}
+
+
+def call_lines(fn: Function, layout, where: dict, target: str) -> list[str]:
+    """Statements ending in `target = fn(...)`, each block argument cut from its flat tile."""
+    from optlang.backends.triton.printer import _index_lines
+
+    blocks = [a for a in fn.args if a.role in SOURCE]
+    lines = ["r_flat = tl.arange(0, VAR_BLOCK)"] + _index_lines(a.shape for a in blocks)
+    items = []
+    for a in fn.args:
+        if a.role in SOURCE:
+            off, shape = where["residual" if a.role == "cotangent" else "state"][a.source_name]
+            lines.append(f"{a.name} = {cut(SOURCE[a.role], off, shape)}")
+        items.append(a.name)
+    return lines + [f"{target} = {fn.name}({', '.join(items + layout.dev_sig(False))})"]
+
+
+def adapter(fn: Function, layout, where: dict):
+    """(name, head, doc, body) of the flat adapter of a Plan function."""
+    from optlang.backends.triton.printer import _index_lines
+
+    name, head, into = ADAPTERS[fn.name]
+    outs = [f"o{i}" for i in range(len(fn.outputs))]
+    body = call_lines(fn, layout, where, ", ".join(outs))
+    if into is None:
+        return name, f"{head}, ", f"{fn.doc[0].upper()}{fn.doc[1:]}.", body + [f"return {outs[0]}"]
+    places = [(where[into][key], tuple(fn.shape_of(ssa)), out) for (key, ssa), out in zip(fn.outputs, outs)]
+    body += [line for line in _index_lines(shape for (_, shape), _, _ in places) if line not in body]
+    terms = [put(out, off, shape, got) for (off, shape), got, out in places]
+    body += [f"out {'+' if i else ''}= {term}" for i, term in enumerate(terms)]
+    doc = f"{fn.name} on flat tiles: its blocks put at their offsets ({into} layout), padding zeroed."
+    return name, f"{head}, ", doc, body + ["return out"]
+
+
+def empty_adapter(name: str, head: str):
+    return name, f"{head}, ", "No such constraints: an empty (all-zero) tile.", \
+        ["return tl.zeros((VAR_BLOCK,), DTYPE)"]
+
+
+def adapter_lines(plan: Plan, layout) -> list[str]:
+    """The kkt kind's adapters on flat tiles, and the gradient stores (cotangent in the residual's layout)."""
+    from optlang.backends.triton.printer import _store_grads
+
+    where = layouts(plan)
+    out = []
+    for key, (name, head, _) in ADAPTERS.items():
+        fn = plan.function(key)
+        out.append(adapter(fn, layout, where) if fn is not None else empty_adapter(name, head))
+    out.append(_store_grads(plan, layout, lambda fn, target: call_lines(fn, layout, where, target)))
+    lines = ["", "", "# --- the functions on flat tiles of several blocks: what the kkt templates call ---"]
+    for name, head, doc, body in out:
+        lines += ["", ""] if len(lines) > 3 else []
+        lines += ["@triton.jit", f"def {name}({head}{layout.sig(True)}):", f'    """{doc}"""']
+        lines += ["    " + line for line in body]
+    return lines
+
+
+def template_values(plan: Plan) -> dict:
+    """The ipm template's placeholders: the blocks' sizes and the constants of solvers/ipm.py and runtime/kkt.py."""
+    from optlang.runtime.kkt import WEAK
+    from optlang.solvers import ipm, result
+
+    n = sizes(plan)
+    return {"__NV__": n["var"], "__NI__": n["ineq"], "__NE__": n["eq"], "__NONLINEAR__": not plan.affine_constraints,
+            "__FRACTION__": repr(ipm.FRACTION), "__TRUST__": repr(ipm.TRUST),
+            "__MAX_BACKTRACKS__": ipm.MAX_BACKTRACKS, "__CERT__": repr(ipm.CERT), "__WEAK__": repr(WEAK),
+            "__INFEASIBLE__": result.INFEASIBLE, "__UNBOUNDED__": result.UNBOUNDED}

@@ -1,0 +1,310 @@
+# --- template ipm.py: the Mehrotra interior-point method (optlang/solvers/ipm.py) and the KKT backward ---
+# Mirrors ipm.py step for step, one program per problem instance with every iteration inside:
+# the start x = 0, nu = 0, s = max(-g, 1), lam = 1; the residuals, scales and stopping test;
+# sigma = (mu_aff / mu)^3; the corrector's target floored by `stop`; the fraction to the
+# boundary; the reduced system [[H + Jg' diag(lam / s) Jg + d I, Jh'], [Jh, -d I]] with
+# d = eps^(2/3), solved twice (predictor, corrector) by Gaussian elimination; the step
+# halving for nonlinear g; the infeasibility and unboundedness certificates. Where it
+# differs: a zero pivot gives gauss_solve's basic solution where ipm.py takes the pseudo-
+# inverse's, and sums run in another order (results agree to rounding).
+# Tiles: x, grad (lanes 0 .. NV), g, s, lam (0 .. NI) and h, nu (0 .. NE) are [VAR_BLOCK]
+# tiles, padded with 0; Jg, Jh (rows the constraints, columns the vars), H and the reduced
+# system (the x rows, then the nu rows) are [VAR_BLOCK, VAR_BLOCK] tiles, padded with the
+# identity where solved. The kernel stores the flat state (x, lam, nu), the status and the
+# iteration count.
+#: Placeholders: as in backward.py, plus __NV__, __NI__, __NE__ (the printed sizes of the
+#: var, the inequality rows and the equality rows), __NONLINEAR__ (not every constraint
+#: affine), and the constants of ipm.py and runtime/kkt.py (__FRACTION__, __TRUST__,
+#: __MAX_BACKTRACKS__, __CERT__, __WEAK__, the status codes).
+INFEASIBLE = tl.constexpr(__INFEASIBLE__)
+UNBOUNDED = tl.constexpr(__UNBOUNDED__)
+NONLINEAR = tl.constexpr(__NONLINEAR__)  # some constraint is not affine: steps are halved, certificates widened
+FRACTION = tl.constexpr(__FRACTION__)
+TRUST = tl.constexpr(__TRUST__)
+MAX_BACKTRACKS = tl.constexpr(__MAX_BACKTRACKS__)
+CERT = tl.constexpr(__CERT__)
+WEAK = tl.constexpr(__WEAK__)
+
+
+@triton.jit
+def shift(v, k, VAR_BLOCK: tl.constexpr):
+    """out[i] = v[i - k], 0 where i - k is off the tile (a one-hot contraction: exact)."""
+    r = tl.arange(0, VAR_BLOCK)
+    return tl.sum(tl.where(r[None, :] == r[:, None] - k, v[None, :], 0.0), axis=1)
+
+
+@triton.jit
+def amax(v):
+    """max |v| over a padded tile (0 for an empty one), as ipm._norm."""
+    return tl.max(tl.abs(v), axis=0)
+
+
+@triton.jit
+def finite_vec(v):
+    return tl.min(is_finite(v).to(tl.int32), axis=0) == 1
+
+
+@triton.jit
+def finite_mat(A):
+    return tl.min(tl.min(is_finite(A).to(tl.int32), axis=1), axis=0) == 1
+
+
+@triton.jit
+def mv(A, v):
+    """A v for a [VAR_BLOCK, VAR_BLOCK] tile A."""
+    return tl.sum(A * v[None, :], axis=1)
+
+
+@triton.jit
+def mtv(A, v):
+    """A' v."""
+    return tl.sum(A * v[:, None], axis=0)
+
+
+@triton.jit
+def evaluate(x, __SIG__):
+    """f, grad f, g, Jg, h, Jh at x (ipm._point); the Jacobians from NV JVPs each."""
+    r = tl.arange(0, VAR_BLOCK)
+    f = objective_flat(x, __ARGS__)
+    grad = gradient_flat(x, __ARGS__)
+    g = ineq_flat(x, __ARGS__)
+    h = eq_flat(x, __ARGS__)
+    Jg = tl.zeros((VAR_BLOCK, VAR_BLOCK), DTYPE)
+    Jh = tl.zeros((VAR_BLOCK, VAR_BLOCK), DTYPE)
+    for j in range(0, __NV__):
+        e = (r == j).to(DTYPE)
+        Jg = tl.where(r[None, :] == j, jvp_ineq_flat(x, e, __ARGS__)[:, None], Jg)
+        Jh = tl.where(r[None, :] == j, jvp_eq_flat(x, e, __ARGS__)[:, None], Jh)
+    return f, grad, g, Jg, h, Jh
+
+
+@triton.jit
+def hessian(x, lam, nu, __SIG__):
+    """The Lagrangian's Hessian in the vars at (x, lam, nu), from NV Hessian-vector products."""
+    r = tl.arange(0, VAR_BLOCK)
+    z = x + shift(lam, __NV__, VAR_BLOCK) + shift(nu, __NV__ + __NI__, VAR_BLOCK)
+    H = tl.zeros((VAR_BLOCK, VAR_BLOCK), DTYPE)
+    for j in range(0, __NV__):
+        e = (r == j).to(DTYPE)
+        H = tl.where(r[None, :] == j, hvp_lagrangian_flat(z, e, __ARGS__)[:, None], H)
+    return H
+
+
+@triton.jit
+def scales(x, lam, nu, grad, g, Jg, h, Jh, __SIG__):
+    """(P, D, Pg, G) of ipm._scales."""
+    r = tl.arange(0, VAR_BLOCK)
+    Jgx = mv(Jg, x)
+    Jhx = mv(Jh, x)
+    Pg = tl.maximum(tl.abs(Jgx), tl.abs(g - Jgx))
+    P = tl.maximum(tl.maximum(amax(Pg), amax(Jhx)), amax(h - Jhx))
+    D = tl.maximum(tl.maximum(amax(grad), amax(mtv(Jg, lam))), amax(mtv(Jh, nu)))
+    G = tl.max(tl.abs(Jg), axis=1)
+    return tl.maximum(P, 1.0), tl.maximum(D, 1.0), tl.where(r < __NI__, tl.maximum(Pg, 1.0), 1.0), G
+
+
+@triton.jit
+def kkt_residual(x, s, lam, nu, grad, g, Jg, h, Jh, __SIG__):
+    """Max of the relative primal and dual residuals and complementarity (ipm._kkt_residual)."""
+    r_d = grad + mtv(Jg, lam) + mtv(Jh, nu)
+    r_g = g + s
+    P, D, Pg, G = scales(x, lam, nu, grad, g, Jg, h, Jh, __ARGS__)
+    comp = tl.minimum(s / Pg, lam * G / D)
+    return tl.maximum(tl.maximum(tl.maximum(amax(r_g), amax(h)) / P, amax(r_d) / D), amax(comp))
+
+
+@triton.jit
+def reduced_system(H, Jg, Jh, s, lam, DELTA: tl.constexpr, __SIG__):
+    """[[H + Jg' diag(lam / s) Jg + d I, Jh'], [Jh, -d I]] (ipm._factorize), identity on the padding."""
+    r = tl.arange(0, VAR_BLOCK)
+    w = lam / tl.where(r < __NI__, s, 1.0)
+    K = H
+    for i in range(0, __NI__):
+        row = tl.sum(tl.where(r[:, None] == i, Jg, 0.0), axis=0)
+        w_i = tl.sum(tl.where(r == i, w, 0.0), axis=0)
+        K += row[:, None] * (w_i * row)[None, :]
+    JhS = tl.zeros((VAR_BLOCK, VAR_BLOCK), DTYPE)  # Jh moved down NV rows
+    for i in range(0, __NE__):
+        row = tl.sum(tl.where(r[:, None] == i, Jh, 0.0), axis=0)
+        JhS = tl.where(r[:, None] == __NV__ + i, row[None, :], JhS)
+    diag = r[:, None] == r[None, :]
+    reg = tl.where(r < __NV__, DELTA, tl.where(r < __NV__ + __NE__, -DELTA, 1.0))
+    return K + JhS + tl.trans(JhS) + tl.where(diag, reg[:, None], 0.0)
+
+
+@triton.jit
+def direction(K, Jg, s, lam, r_d, r_g, r_h, r_c, __SIG__):
+    """Newton step (dx, ds, dlam, dnu) driving the residuals to 0 and s * lam to s * lam - r_c."""
+    r = tl.arange(0, VAR_BLOCK)
+    s1 = tl.where(r < __NI__, s, 1.0)
+    rhs = -r_d - mtv(Jg, (lam * r_g - r_c) / s1) + shift(-r_h, __NV__, VAR_BLOCK)
+    sol, singular = gauss_solve(K, rhs, VAR_BLOCK, DTYPE)
+    dx = tl.where(r < __NV__, sol, 0.0)
+    dnu = tl.where(r < __NE__, shift(sol, -__NV__, VAR_BLOCK), 0.0)
+    ds = tl.where(r < __NI__, -r_g - mv(Jg, dx), 0.0)
+    dlam = tl.where(r < __NI__, -(r_c + lam * ds) / s1, 0.0)
+    return dx, ds, dlam, dnu
+
+
+@triton.jit
+def max_step(s, lam, ds, dlam, frac, __SIG__):
+    """Largest step in [0, 1] keeping s and lam at least (1 - frac) times their values."""
+    r = tl.arange(0, VAR_BLOCK)
+    rows = r < __NI__
+    rs = tl.where(rows & (ds < 0.0), -s / tl.where(ds < 0.0, ds, -1.0), INF)
+    rl = tl.where(rows & (dlam < 0.0), -lam / tl.where(dlam < 0.0, dlam, -1.0), INF)
+    return tl.minimum(frac * tl.minimum(tl.min(rs, axis=0), tl.min(rl, axis=0)), 1.0)
+
+
+@triton.jit
+def stop(x, s, lam, nu, grad, g, Jg, h, Jh, tol, EPS: tl.constexpr, __SIG__):
+    """Per row, the s * lam the corrector aims no lower than (ipm._stop)."""
+    c = tl.where(tol > 1e4 * EPS, 0.1, 0.5) * tol
+    P, D, Pg, G = scales(x, lam, nu, grad, g, Jg, h, Jh, __ARGS__)
+    cD = c * D
+    lam_stop = tl.where(lam * G > cD, cD / tl.where(G > 0.0, G, 1.0), lam)
+    return tl.maximum(lam * tl.minimum(c * Pg, s), s * lam_stop)
+
+
+@triton.jit
+def move(x, s, lam, nu, dx, ds, dlam, dnu, a, __SIG__):
+    """The point (x, s, lam, nu) + a (dx, ds, dlam, dnu), s and lam floored at (1 - FRACTION) of theirs."""
+    s_new = tl.maximum(s + a * ds, (1 - FRACTION) * s)
+    lam_new = tl.maximum(lam + a * dlam, (1 - FRACTION) * lam)
+    return x + a * dx, s_new, lam_new, nu + a * dnu
+
+
+@triton.jit
+def finite_point(x, s, lam, nu, f, grad, g, Jg, h, Jh):
+    ok = finite_vec(x) & finite_vec(s) & finite_vec(lam) & finite_vec(nu) & is_finite(f)
+    return ok & finite_vec(grad) & finite_vec(g) & finite_mat(Jg) & finite_vec(h) & finite_mat(Jh)
+
+
+@triton.jit
+def ipm_step(x, s, lam, nu, grad, g, Jg, h, Jh, H, tol, EPS: tl.constexpr, TINY: tl.constexpr, DELTA: tl.constexpr, __SIG__):  # noqa: E501
+    """One predictor-corrector step (ipm._step): the new (x, s, lam, nu, f, grad, g, Jg, h, Jh)."""
+    r_d = grad + mtv(Jg, lam) + mtv(Jh, nu)
+    r_g = g + s
+    K = reduced_system(H, Jg, Jh, s, lam, DELTA, __ARGS__)
+    sl = s * lam
+    m = tl.maximum(tl.zeros((), DTYPE) + __NI__, 1.0)
+    mu = tl.sum(sl, axis=0) / m
+    dx, ds, dlam, dnu = direction(K, Jg, s, lam, r_d, r_g, h, sl, __ARGS__)
+    a = max_step(s, lam, ds, dlam, 1.0, __ARGS__)
+    mu_aff = tl.sum((s + a * ds) * (lam + a * dlam), axis=0) / m
+    q = tl.minimum(tl.maximum(mu_aff / tl.maximum(mu, TINY), 0.0), 1.0)
+    sigma = q * q * q
+    target = tl.maximum(sigma * mu, stop(x, s, lam, nu, grad, g, Jg, h, Jh, tol, EPS, __ARGS__))
+    # Corrector: aim at the target and cancel the predictor's second-order term.
+    dx, ds, dlam, dnu = direction(K, Jg, s, lam, r_d, r_g, h, sl + ds * dlam - target, __ARGS__)
+    alpha = max_step(s, lam, ds, dlam, FRACTION, __ARGS__)
+    x1, s1, lam1, nu1 = move(x, s, lam, nu, dx, ds, dlam, dnu, alpha, __ARGS__)
+    f1, grad1, g1, Jg1, h1, Jh1 = evaluate(x1, __ARGS__)
+    if NONLINEAR:
+        # Halve the step until the linearization of g describes it (ipm._backtrack); an
+        # instance whose steps never pass keeps the smallest one tried.
+        Jgdx = mv(Jg, dx)
+        rows = tl.arange(0, VAR_BLOCK) < __NI__
+        pred = alpha * Jgdx
+        err = tl.abs(g1 - g - pred)
+        fits = tl.min(tl.where(rows & (err > TRUST * (tl.abs(pred) + tl.abs(g) + s)), 0, 1), axis=0) == 1
+        accepted = fits & finite_point(x1, s1, lam1, nu1, f1, grad1, g1, Jg1, h1, Jh1)
+        tries = 1
+        while (tries < MAX_BACKTRACKS) & (accepted == 0):
+            alpha = 0.5 * alpha
+            x1, s1, lam1, nu1 = move(x, s, lam, nu, dx, ds, dlam, dnu, alpha, __ARGS__)
+            f1, grad1, g1, Jg1, h1, Jh1 = evaluate(x1, __ARGS__)
+            pred = alpha * Jgdx
+            err = tl.abs(g1 - g - pred)
+            fits = tl.min(tl.where(rows & (err > TRUST * (tl.abs(pred) + tl.abs(g) + s)), 0, 1), axis=0) == 1
+            accepted = fits & finite_point(x1, s1, lam1, nu1, f1, grad1, g1, Jg1, h1, Jh1)
+            tries += 1
+    return x1, s1, lam1, nu1, f1, grad1, g1, Jg1, h1, Jh1
+
+
+@triton.jit
+def certificates(x, s, lam, nu, grad, g, Jg, h, Jh, H, scale, tol, EPS: tl.constexpr, TINY: tl.constexpr, __SIG__):  # noqa: E501
+    """(infeasible, unbounded): does this instance's iterate look infeasible or unbounded (ipm._certificates)."""
+    cert = tl.maximum(tol, CERT)
+    blowup = 1.0 / tl.sqrt(tl.full((), EPS, DTYPE))
+    y = mtv(Jg, lam) + mtv(Jh, nu)
+    c = tl.sum(lam * g, axis=0) + tl.sum(nu * h, axis=0) - tl.sum(y * x, axis=0)
+    duals = tl.maximum(amax(lam), amax(nu))
+    infeasible = (duals > blowup * scale) & (c > 0.0) & (amax(y) <= cert * c)
+    if NONLINEAR:
+        P, D, Pg, G = scales(x, lam, nu, grad, g, Jg, h, Jh, __ARGS__)
+        stalled = tl.maximum(amax(g + s), amax(h)) > P * tl.sqrt(tol)
+        infeasible = infeasible | ((duals > blowup * blowup * scale) & stalled)
+    size = amax(x)
+    d = x / tl.maximum(size, TINY)
+    slope = -tl.sum(grad * d, axis=0)
+    bound = cert * slope
+    keeps = (amax(mv(H, d)) <= bound) & (tl.maximum(amax(tl.maximum(mv(Jg, d), 0.0)), amax(mv(Jh, d))) <= bound)
+    unbounded = (size > blowup * scale) & (slope > 0.0) & keeps
+    return infeasible, unbounded
+
+
+@triton.jit
+def ipm_kernel(x_ptr, status_ptr, iterations_ptr, residual_ptr, tol_ptr, max_iter, __KERNEL_SIG__, EPS: tl.constexpr, TINY: tl.constexpr, DELTA: tl.constexpr, __CONST_SIG__):  # noqa: E501
+    """Solve the KKT conditions from x = 0 for this program's instance; store the flat state (x, lam, nu)."""
+    pid = tl.program_id(0).to(tl.int64)
+    __LOAD_PARAMS__
+    tol = tl.load(tol_ptr)
+    r = tl.arange(0, VAR_BLOCK)
+    x = tl.zeros((VAR_BLOCK,), DTYPE)
+    nu = tl.zeros((VAR_BLOCK,), DTYPE)
+    f, grad, g, Jg, h, Jh = evaluate(x, __ARGS__)
+    # Slacks make the start feasible in g + s = 0 where g(0) is far inside, else 1.
+    s = tl.where(r < __NI__, tl.maximum(-g, 1.0), 0.0)
+    lam = (r < __NI__).to(DTYPE)
+    res = kkt_residual(x, s, lam, nu, grad, g, Jg, h, Jh, __ARGS__)
+    status = tl.where(res <= tol, CONVERGED, MAX_ITER)
+    iterations = tl.zeros((), tl.int32)
+    scale = tl.maximum(tl.maximum(tl.maximum(amax(grad), amax(g)), amax(h)), 1.0)  # for the blow-up tests
+    while (iterations < max_iter) & (status == MAX_ITER):
+        H = hessian(x, lam, nu, __ARGS__)
+        x1, s1, lam1, nu1, f1, grad1, g1, Jg1, h1, Jh1 = ipm_step(x, s, lam, nu, grad, g, Jg, h, Jh, H, tol, EPS, TINY, DELTA, __ARGS__)  # noqa: E501
+        keep = finite_point(x1, s1, lam1, nu1, f1, grad1, g1, Jg1, h1, Jh1)
+        x = tl.where(keep, x1, x)
+        s = tl.where(keep, s1, s)
+        lam = tl.where(keep, lam1, lam)
+        nu = tl.where(keep, nu1, nu)
+        grad = tl.where(keep, grad1, grad)
+        g = tl.where(keep, g1, g)
+        Jg = tl.where(keep, Jg1, Jg)
+        h = tl.where(keep, h1, h)
+        Jh = tl.where(keep, Jh1, Jh)
+        iterations += 1
+        res = tl.where(keep, kkt_residual(x, s, lam, nu, grad, g, Jg, h, Jh, __ARGS__), res)
+        infeasible, unbounded = certificates(x, s, lam, nu, grad, g, Jg, h, Jh, H, scale, tol, EPS, TINY, __ARGS__)
+        status = tl.where(keep == 0, FAILED, tl.where(res <= tol, CONVERGED, status))
+        status = tl.where((status == MAX_ITER) & infeasible, INFEASIBLE, status)
+        status = tl.where((status == MAX_ITER) & unbounded, UNBOUNDED, status)
+    state = x + shift(lam, __NV__, VAR_BLOCK) + shift(nu, __NV__ + __NI__, VAR_BLOCK)
+    store_var(x_ptr + pid * N, state, __ARGS__)
+    tl.store(status_ptr + pid, status.to(tl.int8))
+    tl.store(iterations_ptr + pid, iterations)
+    tl.store(residual_ptr + pid, res)
+
+
+@triton.jit
+def backward_kkt_kernel(x_ptr, g_ptr, flag_ptr, weak_ptr, tol_ptr, __GRAD_SIG__, __KERNEL_SIG__, __CONST_SIG__):  # noqa: E501
+    """Dense, as runtime/kkt.kkt_jacobian: the KKT Jacobian from N JVPs, the rows of weakly active
+    constraints replaced by dlam_i = 0, its transpose solved by Gaussian elimination."""
+    pid = tl.program_id(0).to(tl.int64)
+    __LOAD_PARAMS__
+    x = load_var(x_ptr + pid * N, __ARGS__)
+    g = load_var(g_ptr + pid * N, __ARGS__)
+    tol = tl.load(tol_ptr)
+    r = tl.arange(0, VAR_BLOCK)
+    J = jacobian(x, __ARGS__)
+    lam = tl.where(r < __NI__, shift(x, -__NV__, VAR_BLOCK), 0.0)
+    gi = ineq_flat(x, __ARGS__)
+    limit = WEAK * tl.sqrt(tol)
+    weak = (r < __NI__) & (tl.abs(lam) <= limit) & (tl.abs(gi) <= limit)
+    rows = shift(weak.to(DTYPE), __NV__, VAR_BLOCK) > 0.5  # row NV + i: complementarity of row i
+    J = tl.where(rows[:, None], tl.where(r[:, None] == r[None, :], -1.0, 0.0), J)
+    w, singular = gauss_solve(tl.trans(J), g, VAR_BLOCK, DTYPE)
+    store_grads(x, w, pid, __GRAD_ARGS__, __ARGS__)
+    tl.store(flag_ptr + pid, singular.to(tl.int8))
+    tl.store(weak_ptr + pid, tl.max(weak.to(tl.int32), axis=0).to(tl.int8))
