@@ -89,3 +89,17 @@ class CallError(ValueError):
 def _pad(prefix: str) -> str:
     """Blanks as wide as `prefix`, keeping its tabs so the caret lines up under tabs too."""
     return "".join("\t" if ch == "\t" else " " for ch in prefix)
+
+
+def user_stacklevel() -> int:
+    """The `stacklevel` for warnings.warn that points at the user's code: the first frame whose
+    module is neither optlang's (its generated modules included) nor torch's."""
+    import sys
+
+    frame, level = sys._getframe(1), 1
+    while frame is not None:
+        module = frame.f_globals.get("__name__", "")
+        if not module.startswith(("optlang", "torch")):
+            return level
+        frame, level = frame.f_back, level + 1
+    return 2

@@ -640,6 +640,11 @@ t.opt:7:3: error: the nonsmooth function norm2 is not supported here
     norm2(w - y) <= r
     ^^^^^^^^^^^^
 general constraints must be smooth (the interior-point method uses their derivatives); write norm2(e) <= r as sumsq(e) <= r^2"""),
+    ('labelled-ball-radius-may-be-zero', C + "  ball: norm2(w) <= mu\n", """\
+t.opt:7:3: error: a labelled ball needs a positive radius
+    ball: norm2(w) <= mu
+    ^^^^^^^^^^^^^^^^^^^^
+at r = 0 the dual of norm2(x) <= r is not defined (it is 2r times the dual of sumsq(x) <= r^2, which optlang solves); declare the radius's params with `> 0`"""),
     ('ball-radius-of-unknown-sign', C + "  norm2(w) <= lam\n", """\
 t.opt:7:3: error: the radius of a ball must be provably nonnegative
     norm2(w) <= lam

@@ -434,8 +434,9 @@ def test_default_tolerances_give_1e_6_relative_accuracy(problem, data):
     check_gradients(problem, c, x, got, g, rng, rtol=1e-6)
 
 
-def test_a_zero_size_dim_is_a_call_error():
+def test_an_empty_var_is_a_call_error():
+    """A dim of size 0 is fine where it sizes data (no constraints), not where it leaves a var empty."""
     nnls = layer("nnls")
     with pytest.raises(optlang.CallError) as info:
         nnls(A=torch.zeros(3, 0, dtype=torch.float64), b=torch.zeros(3, dtype=torch.float64))
-    assert str(info.value) == "parameter 'A': dim n is 0 (trailing shape (3, 0)); dims must be at least 1"
+    assert str(info.value) == "var 'x' has no entries: dim n is 0 in this call; there is nothing to solve for"

@@ -36,7 +36,7 @@ import weakref
 import torch
 
 from optlang.backends.triton.printer import Layout, block, kernel_name, next_pow2, print_plan, unsupported
-from optlang.errors import CallError
+from optlang.errors import CallError, user_stacklevel
 from optlang.passes.select import backward_method, default_solver
 from optlang.solvers.result import CONVERGED, SolveResult, where_text
 
@@ -109,7 +109,7 @@ class TritonExecutor:
             weak = torch.empty(B, dtype=torch.int8, device=bound.device)
             tol = torch.tensor([options["tol"]], dtype=bound.dtype, device=bound.device)
             launch.run(bound.module.backward_kkt_kernel, [x, g, flags, weak, tol] + out)
-            warn_weak(weak.reshape(bound.batch).bool(), stacklevel=5)  # where kkt_jacobian points, too
+            warn_weak(weak.reshape(bound.batch).bool())
             _warn(flags, bound.batch, "singular Jacobian in the backward pass",
                   "zero pivots were skipped (a basic solution, not the minimum-norm one; "
                   "backend=\"torch\" gives the least-squares solution)")
@@ -217,7 +217,8 @@ def too_large(bound) -> str | None:
 def _warn(flags: torch.Tensor, batch: tuple, what: str, how: str) -> None:
     flags = flags.reshape(batch).bool()
     if bool(flags.any()):
-        warnings.warn(f"optlang: {what}{where_text(flags)}" + (f"; {how}" if how else ""), RuntimeWarning, stacklevel=4)
+        warnings.warn(f"optlang: {what}{where_text(flags)}" + (f"; {how}" if how else ""), RuntimeWarning,
+                      stacklevel=user_stacklevel())
 
 
 @contextlib.contextmanager

@@ -136,11 +136,11 @@ def adapter_lines(plan: Plan, layout) -> list[str]:
 
 def template_values(plan: Plan) -> dict:
     """The ipm template's placeholders: the blocks' sizes and the constants of solvers/ipm.py and runtime/kkt.py."""
-    from optlang.runtime.kkt import WEAK
+    from optlang.runtime.kkt import BALANCE, WEAK
     from optlang.solvers import ipm, result
 
     n = sizes(plan)
     return {"__NV__": n["var"], "__NI__": n["ineq"], "__NE__": n["eq"], "__NONLINEAR__": not plan.affine_constraints,
             "__FRACTION__": repr(ipm.FRACTION), "__TRUST__": repr(ipm.TRUST),
-            "__MAX_BACKTRACKS__": ipm.MAX_BACKTRACKS, "__CERT__": repr(ipm.CERT), "__WEAK__": repr(WEAK),
+            "__MAX_BACKTRACKS__": ipm.MAX_BACKTRACKS, "__CERT__": repr(ipm.CERT), "__WEAK__": repr(WEAK), "__BALANCE__": repr(BALANCE),
             "__INFEASIBLE__": result.INFEASIBLE, "__UNBOUNDED__": result.UNBOUNDED}

@@ -14,6 +14,11 @@ from optlang.ir.nodes import (Broadcast, Const, DimSize, Elementwise, ExpandDims
 from optlang.ir.primitives import sympy_partials
 
 
+# Guards norms in denominators: a prox at z = 0, and norm2's derivative at 0, stay finite (a
+# subgradient) instead of 0/0. Representable in float32 (its smallest normal is 1.2e-38).
+TINY_NORM = 1e-30
+
+
 def const(value: float) -> Const:
     return Const(float(value))
 

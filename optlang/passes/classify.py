@@ -35,10 +35,6 @@ class VarSet:
     term: ProxTerm | None = None
 
     @property
-    def is_free(self) -> bool:
-        return self == VarSet(self.var)
-
-    @property
     def diagonal(self) -> bool:
         """True when the prox's Jacobian is diagonal (boxes, norm1): masked CG applies."""
         return self.simplex is None and self.radius is None and (self.term is None or self.term.op == "norm1")
@@ -103,6 +99,13 @@ def _smooth_ball(con, problem, signs: dict):
         return con
     radius = ball_radius(con, var)
     _check_radius(radius, con, signs)
+    if con.label is not None and sign_of(radius, signs) != "pos":
+        raise NotSupportedError(
+            "a labelled ball needs a positive radius",
+            con.span,
+            "at r = 0 the dual of norm2(x) <= r is not defined (it is 2r times the dual of sumsq(x) <= r^2, "
+            "which optlang solves); declare the radius's params with `> 0`",
+        )
     x = Input("var", var.name, var.shape)
     expr = A.sub(A.reduce("sum", A.ew("square", x)), A.ew("square", radius))
     return replace(con, expr=expr, cls="other", dual_scale=A.mul(A.const(2.0), radius))

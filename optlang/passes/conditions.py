@@ -20,7 +20,6 @@ from optlang.ir.nodes import Input
 from optlang.passes.classify import Classified
 from optlang.passes.derivatives import grad
 
-TINY = 1e-30  # guards norms in denominators: a prox at z = 0 stays finite, and so does its derivative
 STEP = Input("step", "step", ())
 
 
@@ -126,14 +125,14 @@ def prox_of(vs, z, step):
         if vs.term.op == "norm1":  # soft thresholding
             z = A.sub(z, A.ew("minimum", A.ew("maximum", z, A.neg(t)), t))
         else:  # block soft thresholding
-            norm = A.ew("maximum", A.reduce("norm2", z), A.const(TINY))
+            norm = A.ew("maximum", A.reduce("norm2", z), A.const(A.TINY_NORM))
             z = A.mul(z, A.ew("relu", A.sub(A.const(1.0), A.div(t, norm))))
     if vs.lower is not None:  # in 1-D, the prox of |.| plus a box is the box projection of the prox
         z = A.ew("maximum", z, A.broadcast_to(vs.lower, shape))
     if vs.upper is not None:
         z = A.ew("minimum", z, A.broadcast_to(vs.upper, shape))
     if vs.radius is not None:
-        norm = A.ew("maximum", A.reduce("norm2", z), A.const(TINY))
+        norm = A.ew("maximum", A.reduce("norm2", z), A.const(A.TINY_NORM))
         z = A.mul(z, A.ew("minimum", A.const(1.0), A.div(vs.radius, norm)))
     if vs.simplex is not None:
         z = project_simplex(z, *vs.simplex)

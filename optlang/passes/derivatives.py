@@ -92,9 +92,6 @@ def _(node: Reduce, dargs, tangents):
     return A.reduce("sum", A.mul(weight, da), node.axis)
 
 
-TINY_NORM = 1e-30
-
-
 def reduce_weight(node: Reduce):
     """d(reduction)/d(entry), broadcast against the operand: the gradient of the reduction."""
     if node.op == "sum":
@@ -103,7 +100,7 @@ def reduce_weight(node: Reduce):
     if node.op == "logsumexp":
         return A.ew("exp", A.sub(node.a, out))
     if node.op == "norm2":  # 0 at 0 (a subgradient), where a / |a| would be 0 / 0
-        return A.div(node.a, A.ew("maximum", out, A.const(TINY_NORM)))
+        return A.div(node.a, A.ew("maximum", out, A.const(A.TINY_NORM)))
     if node.op == "norm1":
         return A.ew("sign", node.a)
     if node.op == "simplex_tau":

@@ -11,7 +11,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from optlang.ir import algebra as A
-from optlang.ir.nodes import Broadcast, Const, Elementwise, Fill, Input, MatMul, Reduce, Transpose, children
+from optlang.ir.nodes import (Broadcast, Const, Elementwise, ExpandDims, Fill, Input, MatMul, Reduce, SumTo, Transpose,
+                              children)
 from optlang.ir.walk import inputs_of
 
 PROX_NORMS = ("norm1", "norm2")
@@ -147,7 +148,7 @@ def curvature(e, signs: dict) -> str:
         return "affine"
     kids = children(e)
     cs = [curvature(k, signs) for k in kids]
-    if isinstance(e, (Broadcast, Transpose)) or type(e).__name__ in ("SumTo", "ExpandDims"):
+    if isinstance(e, (Broadcast, Transpose, SumTo, ExpandDims)):
         return cs[0]
     if isinstance(e, MatMul):
         if cs[0] == "const":

@@ -93,9 +93,6 @@ def bind_dims(plan, params: dict) -> tuple[dict, tuple]:
                         f"but {got} here; expected {fmt(p.shape)}, found trailing shape {trailing}"
                     )
             else:
-                if got == 0:
-                    raise CallError(f"parameter '{p.name}': dim {want} is 0 (trailing shape {trailing}); "
-                                    "dims must be at least 1")
                 dims[want] = got
                 origin[want] = f"parameter '{p.name}'"
         batch_shapes.append((p.name, tuple(t.shape[: t.dim() - rank])))

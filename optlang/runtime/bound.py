@@ -94,7 +94,7 @@ class BoundProblem:
 
     def prox(self, z, step):
         """prox_{step * r}(z) on the var part of the state; `step` has the batch shape."""
-        return self.flat("prox", z.shape[:-1], state=z, step=torch.as_tensor(step, dtype=self.dtype))
+        return self.flat("prox", z.shape[:-1], state=z, step=torch.as_tensor(step, dtype=self.dtype, device=self.device))
 
     def jacobian(self, x, which: str = "jvp_x", size: int | None = None):
         """The dense Jacobian of `which` along the first `size` state entries (all by default).

@@ -11,6 +11,8 @@ import warnings
 
 import torch
 
+from optlang.errors import user_stacklevel
+
 from optlang.solvers.ipm import ipm
 from optlang.solvers.result import SolveResult, where_text
 
@@ -99,7 +101,8 @@ def kkt_jacobian(bound, state, tol: float):
     names the batch elements.
     """
     J = bound.jacobian(state)
-    n, m = bound.n_vars, KKTView(bound).m
+    n = bound.n_vars
+    m = sum(bound.state[b.name][1] for b in bound.plan.state if b.kind == "ineq")
     if m == 0:
         return J
     lam = state[..., n: n + m]
@@ -111,13 +114,13 @@ def kkt_jacobian(bound, state, tol: float):
         rows[..., torch.arange(m), n + torch.arange(m)] = -1.0
         J = J.clone()
         J[..., n: n + m, :] = torch.where(weak[..., None], rows, J[..., n: n + m, :])
-        warn_weak(weak.any(-1), stacklevel=6)
+        warn_weak(weak.any(-1))
     return J
 
 
-def warn_weak(weak, stacklevel: int) -> None:
+def warn_weak(weak) -> None:
     """Warn about the batch elements (a bool mask) with a weakly active constraint, if any."""
     if bool(weak.any()):
         warnings.warn(f"optlang: a constraint is weakly active (its dual and its slack are both ~0)"
                       f"{where_text(weak)}: the solution is not differentiable there; the gradient treats "
-                      "the constraint as inactive", RuntimeWarning, stacklevel=stacklevel)
+                      "the constraint as inactive", RuntimeWarning, stacklevel=user_stacklevel())

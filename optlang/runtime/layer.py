@@ -8,7 +8,7 @@ from dataclasses import dataclass
 
 import torch
 
-from optlang.errors import CallError, OptError
+from optlang.errors import CallError, OptError, user_stacklevel
 from optlang.ir.check import option_value
 from optlang.passes.pipeline import run
 from optlang.passes.select import CLASS_WORDS, SOLVERS, allowed_backwards, kind_label
@@ -109,6 +109,11 @@ class Layer(torch.nn.Module):
         params = binding.to_tensors(self.plan, kwargs)
         dims, batch = binding.bind_dims(self.plan, params)
         binding.check_domains(self.plan, params)
+        for v in self.plan.vars:
+            empty = [d for d in v.shape if (d if isinstance(d, int) else dims[d]) == 0]
+            if empty:
+                raise CallError(f"var '{v.name}' has no entries: dim {empty[0]} is 0 in this call; "
+                                "there is nothing to solve for")
         some = next(iter(params.values()), None)
         dtype = some.dtype if some is not None else torch.get_default_dtype()
         device = some.device if some is not None else torch.device("cpu")
@@ -141,7 +146,7 @@ class Layer(torch.nn.Module):
                 f"{' ...' if len(bad) > 20 else ''} ({_status_summary(stats)}; max relative residual "
                 f"{float(stats.residual.max()):.3g}, tol {options['tol']:.3g}); see .stats",
                 RuntimeWarning,
-                stacklevel=_caller_stacklevel(),
+                stacklevel=user_stacklevel(),
             )
         blocks = bound.split(flat)
         values = {v.name: blocks[v.name] for v in self.plan.vars}
@@ -210,7 +215,7 @@ class Layer(torch.nn.Module):
                     self._fallbacks.add(why)
                     warnings.warn(f"optlang: problem '{self.plan.problem}' {why}; running it with the PyTorch "
                                   f"backend on {device.type} (pass backend=\"torch\" to silence this)",
-                                  RuntimeWarning, stacklevel=_caller_stacklevel())
+                                  RuntimeWarning, stacklevel=user_stacklevel())
                 return TorchExecutor()
         return TritonExecutor()
 
@@ -224,16 +229,3 @@ def _check_backend(backend):
     if backend is not None and backend not in BACKENDS:
         raise CallError(f"unknown backend {backend!r}; use 'torch' or 'triton'")
     return backend
-
-
-def _caller_stacklevel() -> int:
-    """The stacklevel of the first frame outside optlang and torch: the user's call."""
-    import sys
-
-    frame, level = sys._getframe(1), 1
-    while frame is not None:
-        path = frame.f_code.co_filename.replace("\\", "/")
-        if "/optlang/" not in path and "/torch/" not in path:
-            return level
-        frame, level = frame.f_back, level + 1
-    return 2

@@ -18,6 +18,7 @@ import warnings
 
 import torch
 
+from optlang.errors import user_stacklevel
 from optlang.solvers.krylov import gmres, largest_eigenvalue, neumann
 from optlang.solvers.linalg import cg, solve
 from optlang.solvers.result import where_text
@@ -77,7 +78,8 @@ def _neumann(prob, x, g, tol):
 
 def _warn(bad: torch.Tensor, what: str, how: str) -> None:
     if bool(bad.any()):
-        warnings.warn(f"optlang: {what}{where_text(bad)}" + (f"; {how}" if how else ""), RuntimeWarning, stacklevel=5)
+        warnings.warn(f"optlang: {what}{where_text(bad)}" + (f"; {how}" if how else ""), RuntimeWarning,
+                      stacklevel=user_stacklevel())
 
 
 def param_grads(prob, x: torch.Tensor, w: torch.Tensor) -> dict:

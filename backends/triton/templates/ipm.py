@@ -15,7 +15,7 @@
 #: Placeholders: as in backward.py, plus __NV__, __NI__, __NE__ (the printed sizes of the
 #: var, the inequality rows and the equality rows), __NONLINEAR__ (not every constraint
 #: affine), and the constants of ipm.py and runtime/kkt.py (__FRACTION__, __TRUST__,
-#: __MAX_BACKTRACKS__, __CERT__, __WEAK__, the status codes).
+#: __MAX_BACKTRACKS__, __CERT__, __WEAK__, __BALANCE__, the status codes).
 INFEASIBLE = tl.constexpr(__INFEASIBLE__)
 UNBOUNDED = tl.constexpr(__UNBOUNDED__)
 NONLINEAR = tl.constexpr(__NONLINEAR__)  # some constraint is not affine: steps are halved, certificates widened
@@ -24,6 +24,7 @@ TRUST = tl.constexpr(__TRUST__)
 MAX_BACKTRACKS = tl.constexpr(__MAX_BACKTRACKS__)
 CERT = tl.constexpr(__CERT__)
 WEAK = tl.constexpr(__WEAK__)
+BALANCE = tl.constexpr(__BALANCE__)
 
 
 @triton.jit
@@ -300,8 +301,9 @@ def backward_kkt_kernel(x_ptr, g_ptr, flag_ptr, weak_ptr, tol_ptr, __GRAD_SIG__,
     J = jacobian(x, __ARGS__)
     lam = tl.where(r < __NI__, shift(x, -__NV__, VAR_BLOCK), 0.0)
     gi = ineq_flat(x, __ARGS__)
-    limit = WEAK * tl.sqrt(tol)
-    weak = (r < __NI__) & (tl.abs(lam) <= limit) & (tl.abs(gi) <= limit)
+    small = tl.minimum(tl.abs(lam), tl.abs(gi))
+    large = tl.maximum(tl.abs(lam), tl.abs(gi))
+    weak = (r < __NI__) & (large <= WEAK * tl.sqrt(tol)) & (small >= BALANCE * large)
     rows = shift(weak.to(DTYPE), __NV__, VAR_BLOCK) > 0.5  # row NV + i: complementarity of row i
     J = tl.where(rows[:, None], tl.where(r[:, None] == r[None, :], -1.0, 0.0), J)
     w, singular = gauss_solve(tl.trans(J), g, VAR_BLOCK, DTYPE)
