@@ -201,6 +201,7 @@ def run_vars(model, params, backend, **options):
                                            ("matrix_kkt", "direct")])
 def test_several_vars_and_matrix_vars_match_torch(name, backward, monkeypatch):
     model, params = multi_layer(name), multi_data(name)
+    assert unsupported(model.plan) is None
     xs_ref, grads_ref, stats_ref = run_vars(model, params, "torch", backward=backward)
     counters = count_launches(model, monkeypatch)
     xs, grads, stats = run_vars(model, params, "triton", backward=backward)

@@ -39,14 +39,24 @@ def _size(shape: tuple) -> str:
 def _lanes(shape: tuple) -> tuple[str, str]:
     """(index within the block, lanes mask) of each entry of a block tile, a trailing None for the flat axis.
 
-    A rank-2 block over (a, b) is row-major: entry (i, j) sits at off + i * n_b + j.
+    A rank-2 block over (a, b) is row-major: entry (i, j) sits at off + i * n_b + j; its index and
+    mask are named tiles (`block_lines`) to keep the contractions readable.
     """
-    from optlang.backends.triton.printer import count
-
     if len(shape) == 1:
         return f"r_{shape[0]}[:, None]", f"m_{shape[0]}[:, None]"
-    a, b = shape
-    return f"r_{a}[:, None, None] * {count(b)} + r_{b}[None, :, None]", f"m_{a}[:, None, None] & m_{b}[None, :, None]"
+    return f"at2_{shape[0]}_{shape[1]}", f"in2_{shape[0]}_{shape[1]}"
+
+
+def block_lines(shapes) -> list[str]:
+    """The index lines of the blocks' dims, and the named index and mask tiles of each rank-2 shape."""
+    from optlang.backends.triton.printer import _index_lines, count
+
+    shapes = list(shapes)
+    lines = _index_lines(shapes)
+    for a, b in dict.fromkeys(tuple(s) for s in shapes if len(s) == 2):
+        lines += [f"at2_{a}_{b} = r_{a}[:, None, None] * {count(b)} + r_{b}[None, :, None]",
+                  f"in2_{a}_{b} = m_{a}[:, None, None] & m_{b}[None, :, None]"]
+    return lines
 
 
 def offsets(blocks) -> dict:
@@ -104,10 +114,8 @@ def layouts(plan: Plan) -> dict:
 
 def call_lines(fn: Function, layout, where: dict, target: str, source: dict = SOURCE) -> list[str]:
     """Statements ending in `target = fn(...)`, each block argument cut from its flat tile."""
-    from optlang.backends.triton.printer import _index_lines
-
     blocks = [a for a in fn.args if a.role in SOURCE]
-    lines = ["r_flat = tl.arange(0, VAR_BLOCK)"] + _index_lines(a.shape for a in blocks)
+    lines = ["r_flat = tl.arange(0, VAR_BLOCK)"] + block_lines(a.shape for a in blocks)
     items = []
     for a in fn.args:
         if a.role in SOURCE:
@@ -119,15 +127,13 @@ def call_lines(fn: Function, layout, where: dict, target: str, source: dict = SO
 
 def adapter(fn: Function, layout, where: dict, adapters: dict = ADAPTERS, source: dict = SOURCE):
     """(name, head, doc, body) of the flat adapter of a Plan function."""
-    from optlang.backends.triton.printer import _index_lines
-
     name, head, into = adapters[fn.name]
     outs = [f"o{i}" for i in range(len(fn.outputs))]
     body = call_lines(fn, layout, where, ", ".join(outs), source)
     if into is None:
         return name, f"{head}, ", f"{fn.doc[0].upper()}{fn.doc[1:]}.", body + [f"return {outs[0]}"]
     places = [(where[into][key], tuple(fn.shape_of(ssa)), out) for (key, ssa), out in zip(fn.outputs, outs)]
-    body += [line for line in _index_lines(shape for (_, shape), _, _ in places) if line not in body]
+    body += [line for line in block_lines(shape for (_, shape), _, _ in places) if line not in body]
     terms = [put(out, off, shape, got) for (off, shape), got, out in places]
     body += [f"out {'+' if i else ''}= {term}" for i, term in enumerate(terms)]
     doc = f"{fn.name} on flat tiles: its blocks put at their offsets ({into} layout), padding zeroed."
