@@ -159,6 +159,7 @@ MULTI = {  # several vars (each var a block of the flat state), a var of rank 2 
                   "minimize sumsq(w - X) + 0.5 * sumsq(b - c) + 0.1 * sum(w) * b + 0.05 * sum(exp(w)) * b ^ 2\n",
     "two_prox": "problem two_prox\ndim d\nparam X[d], c\nvar w[d], b\n"
                 "minimize sumsq(w - X) + 0.5 * sumsq(b - c) + 0.1 * sum(w) * b\nsubject to\n  b >= 0\n  w <= 0.5\n",
+    "two_root": "problem two_root\nparam a[2], b[2], c[2]\nvar x, y\nroot a * x + b * y + 0.1 * sin(x * y) - c\n",
     "two_kkt": "problem two_kkt\ndim d\nparam X[d], c\nvar w[d], b\nminimize 0.5 * sumsq(w - X) + 0.5 * square(b - c)\n"
                "subject to\n  sum(w) + b <= 1\n  w - b <= 0.5\n",
     "matrix_kkt": "problem matrix_kkt\ndim m, k\nparam X[m, k]\nvar B[m, k]\n"
@@ -174,6 +175,9 @@ def multi_data(name, dtype=torch.float64, seed=0):
     if name == "svm":
         Y = torch.nn.functional.one_hot(torch.randint(0, 3, (2, 4), generator=g), 3).to(dtype)
         out = dict(X=randn(2, 4, 3), Y=Y, lam=torch.tensor([0.5, 2.0], dtype=dtype))
+    elif name == "two_root":  # one equation vector over both vars (the residual's layout is not the state's)
+        out = dict(a=torch.tensor([1.0, 0.3], dtype=dtype), b=torch.tensor([[0.2, 1.1], [0.1, 0.9]], dtype=dtype),
+                   c=randn(2, 2))
     elif name == "matrix_kkt":
         out = dict(X=randn(2, 2, 2))
     else:
@@ -197,8 +201,8 @@ def run_vars(model, params, backend, **options):
 
 
 @pytest.mark.parametrize("name,backward", [("two_smooth", "direct"), ("two_smooth", "cg"), ("two_prox", "direct"),
-                                           ("two_prox", "cg"), ("svm", "direct"), ("two_kkt", "direct"),
-                                           ("matrix_kkt", "direct")])
+                                           ("two_prox", "cg"), ("svm", "direct"), ("two_root", "direct"),
+                                           ("two_kkt", "direct"), ("matrix_kkt", "direct")])
 def test_several_vars_and_matrix_vars_match_torch(name, backward, monkeypatch):
     model, params = multi_layer(name), multi_data(name)
     assert unsupported(model.plan) is None
@@ -655,6 +659,7 @@ def test_kernels_compile_for_sm90(tmp_path):
               ("two_prox", MULTI["two_prox"], {"d": 3, "N": 4}, ("fista_kernel", "backward_cg_kernel"), both),
               ("svm", (EXAMPLES / "svm.opt").read_text(), {"m": 4, "d": 3, "k": 3, "N": 12},
                ("fista_kernel", "backward_direct_kernel"), both),
+              ("two_root", MULTI["two_root"], {"N": 2}, ("newton_kernel", "backward_direct_kernel"), ("fp64",)),
               ("matrix_kkt", MULTI["matrix_kkt"], {"m": 2, "k": 2, "N": 8}, KKT_KERNELS, ("fp64",))]
     script = tmp_path / "aot.py"  # @triton.jit reads its source from a file
     script.write_text(f"CASES = {cases!r}\n" + textwrap.dedent(AOT))

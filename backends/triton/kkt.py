@@ -159,9 +159,10 @@ def adapter_lines(plan: Plan, layout) -> list[str]:
 
 
 # The smooth, prox and root kinds' adapters when the var state has several blocks (several vars, or a
-# var of rank 2): the same names and heads as printer._flat_adapter's, every output a block of the state.
+# var of rank 2): the same names and heads as printer._flat_adapter's. F and its JVP go in the residual's
+# layout (a root over several vars is one equation vector of their total size), the rest in the state's.
 BLOCK_ADAPTERS = {
-    "residual": ("residual_flat", "x", "state"), "jvp_x": ("jvp_flat", "x, v", "state"),
+    "residual": ("residual_flat", "x", "residual"), "jvp_x": ("jvp_flat", "x, v", "residual"),
     "gradient": ("gradient_flat", "x", "state"), "hvp": ("hvp_flat", "x, v", "state"),
     "objective": ("objective_flat", "x", None), "prox": ("prox_flat", "z, step", "state"),
     "free_mask": ("free_flat", "x", "state"),
