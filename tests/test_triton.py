@@ -154,6 +154,92 @@ def test_simplex_threshold_matches_sorting():
     torch.testing.assert_close(x, want, rtol=0, atol=1e-12)
 
 
+MULTI = {  # several vars (each var a block of the flat state), a var of rank 2 (row-major; svm's in examples/)
+    "two_smooth": "problem two_smooth\ndim d\nparam X[d], c\nvar w[d], b\n"
+                  "minimize sumsq(w - X) + 0.5 * sumsq(b - c) + 0.1 * sum(w) * b + 0.05 * sum(exp(w)) * b ^ 2\n",
+    "two_prox": "problem two_prox\ndim d\nparam X[d], c\nvar w[d], b\n"
+                "minimize sumsq(w - X) + 0.5 * sumsq(b - c) + 0.1 * sum(w) * b\nsubject to\n  b >= 0\n  w <= 0.5\n",
+    "two_root": "problem two_root\nparam a[2], b[2], c[2]\nvar x, y\nroot a * x + b * y + 0.1 * sin(x * y) - c\n",
+    "two_kkt": "problem two_kkt\ndim d\nparam X[d], c\nvar w[d], b\nminimize 0.5 * sumsq(w - X) + 0.5 * square(b - c)\n"
+               "subject to\n  sum(w) + b <= 1\n  w - b <= 0.5\n",
+    "matrix_kkt": "problem matrix_kkt\ndim m, k\nparam X[m, k]\nvar B[m, k]\n"
+                  "minimize 0.5 * sumsq(B - X) + 0.1 * sum(exp(B))\nsubject to\n  sum(B, axis=1) <= 1\n"
+                  "  sum(B, axis=0) == 0.5\n",
+}
+
+
+def multi_data(name, dtype=torch.float64, seed=0):
+    """Batch (2,): for svm m = 4, d = 3, k = 3 with one-hot labels; c on both sides of b's bound."""
+    g = torch.Generator().manual_seed(seed)
+    randn = lambda *s: torch.randn(*s, generator=g, dtype=dtype)  # noqa: E731
+    if name == "svm":
+        Y = torch.nn.functional.one_hot(torch.randint(0, 3, (2, 4), generator=g), 3).to(dtype)
+        out = dict(X=randn(2, 4, 3), Y=Y, lam=torch.tensor([0.5, 2.0], dtype=dtype))
+    elif name == "two_root":  # one equation vector over both vars (the residual's layout is not the state's)
+        out = dict(a=torch.tensor([1.0, 0.3], dtype=dtype), b=torch.tensor([[0.2, 1.1], [0.1, 0.9]], dtype=dtype),
+                   c=randn(2, 2))
+    elif name == "matrix_kkt":
+        out = dict(X=randn(2, 2, 2))
+    else:
+        out = dict(X=randn(2, 3), c=torch.tensor([-1.0, 0.7], dtype=dtype))
+    return {k: v.to(DEVICE) for k, v in out.items()}
+
+
+def multi_layer(name):
+    return optlang.compile(EXAMPLES / "svm.opt") if name == "svm" else optlang.compile_string(MULTI[name])
+
+
+def run_vars(model, params, backend, **options):
+    """As `run`, with every var: ({var: solution}, {param: gradient of a loss on all vars}, stats)."""
+    leaves = {k: v.detach().clone().requires_grad_() for k, v in params.items()}
+    sol = model.solve(**leaves, backend=backend, **options)
+    xs = {v.name: sol[v.name] for v in model.plan.vars}
+    loss = sum((x * torch.linspace(-1, 1, x.numel(), dtype=x.dtype, device=x.device).reshape(x.shape)).sum()
+               + (x * x).sum() for x in xs.values())
+    grads = torch.autograd.grad(loss, list(leaves.values()))
+    return {k: x.detach() for k, x in xs.items()}, dict(zip(leaves, grads)), sol.stats
+
+
+@pytest.mark.parametrize("name,backward", [("two_smooth", "direct"), ("two_smooth", "cg"), ("two_prox", "direct"),
+                                           ("two_prox", "cg"), ("svm", "direct"), ("two_root", "direct"),
+                                           ("two_kkt", "direct"), ("matrix_kkt", "direct")])
+def test_several_vars_and_matrix_vars_match_torch(name, backward, monkeypatch):
+    model, params = multi_layer(name), multi_data(name)
+    assert unsupported(model.plan) is None
+    xs_ref, grads_ref, stats_ref = run_vars(model, params, "torch", backward=backward)
+    counters = count_launches(model, monkeypatch)
+    xs, grads, stats = run_vars(model, params, "triton", backward=backward)
+    launches = {k: c.grids for k, c in counters.items() if c.grids}
+    backward = "kkt" if model.plan.kind == "kkt" else backward
+    assert launches == {kernel_name(default_solver(model.plan, "auto")): [(2,)],
+                        f"backward_{backward}_kernel": [(2,)]}
+    for key in xs_ref:
+        assert xs[key].shape == xs_ref[key].shape
+        assert_close(xs[key], xs_ref[key])
+    for key in params:
+        assert grads[key].shape == params[key].shape
+        assert_close(grads[key], grads_ref[key])
+    assert stats.converged.all() and stats_ref.converged.all()
+    if model.plan.kind != "prox":  # pgd.py couples the batch's polishing
+        assert torch.equal(stats.iterations, stats_ref.iterations)
+
+
+@pytest.mark.parametrize("axis", [1, 0])
+def test_simplex_threshold_along_an_axis_matches_sorting(axis):
+    # The rows (or columns) of a matrix, each its own simplex (Michelot's iteration, all at once): ties,
+    # a dominant entry, a constant row, a large scale; m = 3 and k = 5 pad to 4 and 8.
+    from optlang.backends.torch.support import simplex_tau
+
+    model = optlang.compile_string("problem rows\ndim m, k\nparam V[m, k]\nvar B[m, k]\nminimize 0.5 * sumsq(B - V)\n"
+                                   f"subject to\n  B >= 0\n  sum(B, axis={axis}) == 1\n")
+    V = torch.tensor([[[0.3, 0.3, 0.3, -1.0, 0.2], [5.0, 0.1, -0.2, 0.3, 0.0], [0.5] * 5],
+                      [[40.0, 39.5, -3.0, 39.9, 12.0], [0.1, 0.2, 0.3, 0.4, 0.5], [-2.0, 7.0, 7.0, 1.0, 6.5]]],
+                     dtype=torch.float64, device=DEVICE)
+    B = model(V=V, backend="triton")
+    want = torch.relu(V - simplex_tau(V, (axis - 2,)).unsqueeze(axis - 2))
+    torch.testing.assert_close(B, want, rtol=0, atol=1e-12)
+
+
 @pytest.mark.parametrize("name", ["ridge", "nnls", "box_ls", "lasso"])
 def test_cg_backward_matches_torch(name):
     model, params = layer(name), data(name)
@@ -163,15 +249,16 @@ def test_cg_backward_matches_torch(name):
         assert_close(grads[key], grads_ref[key])
 
 
-@pytest.mark.parametrize("name", ["ridge", "sparsemax"])
+@pytest.mark.parametrize("name", ["ridge", "sparsemax", "two_prox"])
 def test_gradcheck(name):
-    model = layer(name)
-    params = data(name, batch=(2,), seed=1, rows=3, cols=2)  # 19 (ridge) or 6 inputs: 2 solves each
+    model = multi_layer(name) if name in MULTI else layer(name)
+    params = multi_data(name, seed=1) if name in MULTI else data(name, batch=(2,), seed=1, rows=3, cols=2)
     names = list(params)
     inputs = tuple(params[k].clone().requires_grad_() for k in names)
 
     def solve(*tensors):
-        return model(**dict(zip(names, tensors)), backend="triton", tol=1e-12)
+        sol = model.solve(**dict(zip(names, tensors)), backend="triton", tol=1e-12)
+        return tuple(sol[v.name] for v in model.plan.vars)
 
     assert torch.autograd.gradcheck(solve, inputs, eps=1e-6, atol=1e-6)
 
@@ -414,6 +501,11 @@ def test_tiles_above_the_cap_raise_call_error():
     X = torch.randn(2, 200, dtype=torch.float64, device=DEVICE)
     with pytest.raises(optlang.CallError, match=r'Jacobian is 256 x 256 .* cap of 16384 .* backend="torch"'):
         model(X=X, y=torch.zeros(2, dtype=torch.float64, device=DEVICE), lam=1.0, backend="triton")
+    # A matrix var is cut out of the flat state through a [BLOCK_m, BLOCK_k, VAR_BLOCK] tile: 16 * 16 * 128.
+    svm = optlang.compile(EXAMPLES / "svm.opt")
+    X, Y = torch.randn(9, 2, dtype=torch.float64, device=DEVICE), torch.zeros(9, 9, dtype=torch.float64, device=DEVICE)
+    with pytest.raises(optlang.CallError, match=r"cutting 'beta' out of the flat state takes a tile of 32768 elements"):
+        svm(X=X, Y=Y, lam=1.0, backend="triton")
 
 
 TORCH_ONLY = {  # source, params, what the message says after "problem 'NAME' cannot run on the Triton backend: it "
@@ -425,14 +517,14 @@ TORCH_ONLY = {  # source, params, what the message says after "problem 'NAME' ca
              "  cap: V * x <= 1\n",
              dict(V=(2, 3), c=(3,)),
              "has a constraint of rank 2 ('cap'); the Triton backend handles constraints of rank 0 and 1"),
-    "two_vars": ("problem two_vars\ndim n\nparam c[n]\nvar x[n], y[n]\n"
-                 "minimize 0.5 * sumsq(x - c) + 0.5 * sumsq(y + c)\n",
-                 dict(c=(3,)),
-                 "has 2 vars (x, y); the Triton backend handles a single var"),
-    "simplex_rows": ("problem simplex_rows\ndim m, k\nparam V[m, k]\nvar B[m, k]\nminimize 0.5 * sumsq(B - V)\n"
-                     "subject to\n  B >= 0\n  sum(B, axis=1) == 1\n",
-                     dict(V=(2, 3)),
-                     "has var 'B' of rank 2; the Triton backend handles vars of rank 0 and 1"),
+    "var_rank3": ("problem var_rank3\ndim a\nparam c[a]\nvar T[a, a, a]\nminimize 0.5 * sumsq(T - 1) + sum(c)\n",
+                  dict(c=(2,)),
+                  "has var 'T' of rank 3; the Triton backend handles vars of rank <= 2"),
+    "simplex_matrix": ("problem simplex_matrix\ndim m, k\nparam V[m, k]\nvar B[m, k]\nminimize 0.5 * sumsq(B - V)\n"
+                       "subject to\n  B >= 0\n  sum(B) == 1\n",
+                       dict(V=(2, 3)),
+                       "projects a whole matrix onto one simplex in residual; the Triton backend's simplex "
+                       "threshold runs along one axis"),
 }
 
 
@@ -445,17 +537,6 @@ def test_torch_only_problems_raise_call_error(name):
         model(**params, backend="triton")
     assert str(info.value) == f"problem '{name}' cannot run on the Triton backend: it {why}; use backend=\"torch\""
     model(**params, backend="torch")  # the PyTorch backend solves it
-
-
-def test_simplex_threshold_on_matrices_is_torch_only():
-    # Unreachable through a plan today (a matrix var is refused first), so the check is called on a
-    # plan whose var is a vector but whose functions project the rows of a matrix.
-    import dataclasses
-
-    plan = optlang.compile_string(TORCH_ONLY["simplex_rows"][0]).plan
-    plan = dataclasses.replace(plan, vars=(dataclasses.replace(plan.var, shape=("m",)),))
-    assert unsupported(plan) == ("projects a matrix onto simplices in residual; the Triton backend's simplex "
-                                 "threshold handles vectors only")
 
 
 def _python(script, **env) -> subprocess.CompletedProcess:
@@ -552,7 +633,8 @@ def test_kernels_compile_for_sm90(tmp_path):
     add (Michelot's loop, the prox adapters, Anderson's history), in float64 and float32;
     the forward and direct backward kernels of the op-spelling problems in float64 (their
     spellings do not depend on the dtype, and they are the slowest builds); the interior-point
-    and KKT backward kernels of qp and portfolio in both, of a nonlinear constraint in float64.
+    and KKT backward kernels of qp and portfolio in both, of a nonlinear constraint in float64;
+    the kernels of the several-block states (two vars, svm's matrix var and its row-wise simplex).
     """
     dims = {"ridge": {"n": 6, "d": 4}, "logistic": {"n": 6, "d": 3}, "nnls": {"m": 6, "n": 4},
             "box_ls": {"m": 6, "n": 4}, "kepler": {}}
@@ -570,6 +652,15 @@ def test_kernels_compile_for_sm90(tmp_path):
     cases += [("qp", (EXAMPLES / "qp.opt").read_text(), {"n": 4, "m": 3, "p": 1, "N": 8}, KKT_KERNELS, both),
               ("portfolio", (EXAMPLES / "portfolio.opt").read_text(), {"n": 4, "N": 9}, KKT_KERNELS, both),
               ("expcap", KKT_SOURCES["expcap"], {"N": 2}, KKT_KERNELS, ("fp64",))]
+    # Several blocks in the smooth and prox kinds' state: two vars (w, b), and svm's matrix var with
+    # its row-wise simplex threshold.
+    cases += [("two_smooth", MULTI["two_smooth"], {"d": 3, "N": 4},
+               ("newton_kernel", "backward_direct_kernel", "backward_cg_kernel"), ("fp64",)),
+              ("two_prox", MULTI["two_prox"], {"d": 3, "N": 4}, ("fista_kernel", "backward_cg_kernel"), both),
+              ("svm", (EXAMPLES / "svm.opt").read_text(), {"m": 4, "d": 3, "k": 3, "N": 12},
+               ("fista_kernel", "backward_direct_kernel"), both),
+              ("two_root", MULTI["two_root"], {"N": 2}, ("newton_kernel", "backward_direct_kernel"), ("fp64",)),
+              ("matrix_kkt", MULTI["matrix_kkt"], {"m": 2, "k": 2, "N": 8}, KKT_KERNELS, ("fp64",))]
     script = tmp_path / "aot.py"  # @triton.jit reads its source from a file
     script.write_text(f"CASES = {cases!r}\n" + textwrap.dedent(AOT))
     proc = _python(script, TRITON_DEFAULT_FP_FUSION="0")  # as the executor's launches

@@ -192,11 +192,21 @@ def refusal(bound) -> str | None:
 def too_large(bound) -> str | None:
     """Why a tile of this call would not fit on chip (see MAX_TILE), or None."""
     n = next_pow2(bound.n)
-    worst = (n * n, f"the dense Jacobian is {n} x {n} (var '{bound.plan.var.name}' has {bound.n} entries)")
+    plan = bound.plan
+    what = (f"var '{plan.var.name}' has" if len(plan.vars) == 1 else
+            f"vars {', '.join(v.name for v in plan.vars)} have")
+    worst = (n * n, f"the dense Jacobian is {n} x {n} ({what} {bound.n} entries)")
+    if plan.kind == "kkt":
+        worst = (n * n, f"the dense Jacobian is {n} x {n} (the vars and duals have {bound.n} entries)")
     blocks = {d: next_pow2(v) for d, v in bound.dims.items() if v is not None}
 
     def size(shape):
         return math.prod(blocks[d] if isinstance(d, str) else int(block(d)) for d in shape)
+
+    for b in plan.state:  # a block of rank 2 is cut from the flat state through a [rows, cols, VAR_BLOCK] tile
+        if len(b.shape) == 2 and size(b.shape) * n > worst[0]:
+            worst = (size(b.shape) * n, f"cutting '{b.name}' out of the flat state takes a tile of "
+                                        f"{size(b.shape) * n} elements")
 
     for fn in bound.plan.functions:
         for a in fn.args:

@@ -8,7 +8,9 @@ contractions (no gather, no dynamic indexing): a block of rank 1 over dim d
 reads lanes off + r_d, masked to r_d < n_d. The interior-point kernel keeps
 g, lam and s in tiles of their own (lanes 0 .. NI), and h, nu likewise (0 .. NE),
 so `ineq_flat` and `eq_flat` put their outputs at offsets local to those tiles.
-Blocks have rank 0 or 1 (`printer.unsupported` refuses the rest).
+Blocks have rank 0, 1 or 2 (a rank-2 block is row-major; `printer.unsupported` refuses
+the rest). `block_adapter_lines` gives the smooth, prox and root kinds the same
+cutting when their state has several blocks (several vars, or a var of rank 2).
 """
 from __future__ import annotations
 
@@ -29,7 +31,32 @@ SOURCE = {"var": "x", "dual": "x", "tangent": "v", "cotangent": "w"}
 def _size(shape: tuple) -> str:
     from optlang.backends.triton.printer import count
 
+    if len(shape) == 2:
+        return f"({count(shape[0])} * {count(shape[1])})"
     return count(shape[0]) if shape else "1"
+
+
+def _lanes(shape: tuple) -> tuple[str, str]:
+    """(index within the block, lanes mask) of each entry of a block tile, a trailing None for the flat axis.
+
+    A rank-2 block over (a, b) is row-major: entry (i, j) sits at off + i * n_b + j; its index and
+    mask are named tiles (`block_lines`) to keep the contractions readable.
+    """
+    if len(shape) == 1:
+        return f"r_{shape[0]}[:, None]", f"m_{shape[0]}[:, None]"
+    return f"at2_{shape[0]}_{shape[1]}", f"in2_{shape[0]}_{shape[1]}"
+
+
+def block_lines(shapes) -> list[str]:
+    """The index lines of the blocks' dims, and the named index and mask tiles of each rank-2 shape."""
+    from optlang.backends.triton.printer import _index_lines, count
+
+    shapes = list(shapes)
+    lines = _index_lines(shapes)
+    for a, b in dict.fromkeys(tuple(s) for s in shapes if len(s) == 2):
+        lines += [f"at2_{a}_{b} = r_{a}[:, None, None] * {count(b)} + r_{b}[None, :, None]",
+                  f"in2_{a}_{b} = m_{a}[:, None, None] & m_{b}[None, :, None]"]
+    return lines
 
 
 def offsets(blocks) -> dict:
@@ -53,22 +80,28 @@ def cut(src: str, off: str, shape: tuple) -> str:
     """The block at `off` of the flat tile `src`, as a tile of its shape."""
     if not shape:
         return f"tl.sum(tl.where(r_flat == {off}, {src}, 0.0), axis=0)"
-    d = shape[0]
-    at = f"r_{d}[:, None]" if off == "0" else f"{off} + r_{d}[:, None]"
-    return f"tl.sum(tl.where((r_flat[None, :] == {at}) & m_{d}[:, None], {src}[None, :], 0.0), axis=1)"
+    at, mask = _lanes(shape)
+    at = at if off == "0" else f"{off} + {at}"
+    lead = "None, " * len(shape)
+    return (f"tl.sum(tl.where((r_flat[{lead}:] == {at}) & {mask}, {src}[{lead}:], 0.0), "
+            f"axis={len(shape)})")
 
 
 def put(val: str, off: str, shape: tuple, got: tuple) -> str:
     """A flat tile holding the block value `val` at `off`, zero elsewhere."""
-    from optlang.backends.triton.printer import tile
+    from optlang.backends.triton.printer import aligned, tile
 
     if not shape:
         return f"tl.where(r_flat == {off}, {val}, 0.0)"
-    d = shape[0]
     if got != shape:
-        val = f"tl.broadcast_to({val}, {tile(shape)})"
-    at = f"r_{d}[:, None]" if off == "0" else f"r_{d}[:, None] + {off}"
-    return f"tl.sum(tl.where(({at} == r_flat[None, :]) & m_{d}[:, None], {val}[:, None], 0.0), axis=0)"
+        val = f"tl.broadcast_to({aligned(val, len(got), len(shape))}, {tile(shape)})"
+    at, mask = _lanes(shape)
+    at = at if off == "0" else f"{at} + {off}"
+    lead = "None, " * len(shape)
+    text = f"tl.where(({at} == r_flat[{lead}:]) & {mask}, {val}[{':, ' * len(shape)}None], 0.0)"
+    for _ in shape:
+        text = f"tl.sum({text}, axis=0)"
+    return text
 
 
 def layouts(plan: Plan) -> dict:
@@ -79,32 +112,28 @@ def layouts(plan: Plan) -> dict:
             "eq": offsets([(b.name, b.shape) for b in plan.state if b.kind == "eq"])}
 
 
-def call_lines(fn: Function, layout, where: dict, target: str) -> list[str]:
+def call_lines(fn: Function, layout, where: dict, target: str, source: dict = SOURCE) -> list[str]:
     """Statements ending in `target = fn(...)`, each block argument cut from its flat tile."""
-    from optlang.backends.triton.printer import _index_lines
-
     blocks = [a for a in fn.args if a.role in SOURCE]
-    lines = ["r_flat = tl.arange(0, VAR_BLOCK)"] + _index_lines(a.shape for a in blocks)
+    lines = ["r_flat = tl.arange(0, VAR_BLOCK)"] + block_lines(a.shape for a in blocks)
     items = []
     for a in fn.args:
         if a.role in SOURCE:
             off, shape = where["residual" if a.role == "cotangent" else "state"][a.source_name]
-            lines.append(f"{a.name} = {cut(SOURCE[a.role], off, shape)}")
-        items.append(a.name)
+            lines.append(f"{a.name} = {cut(source[a.role], off, shape)}")
+        items.append(source.get(a.role, a.name) if a.role == "step" else a.name)
     return lines + [f"{target} = {fn.name}({', '.join(items + layout.dev_sig(False))})"]
 
 
-def adapter(fn: Function, layout, where: dict):
+def adapter(fn: Function, layout, where: dict, adapters: dict = ADAPTERS, source: dict = SOURCE):
     """(name, head, doc, body) of the flat adapter of a Plan function."""
-    from optlang.backends.triton.printer import _index_lines
-
-    name, head, into = ADAPTERS[fn.name]
+    name, head, into = adapters[fn.name]
     outs = [f"o{i}" for i in range(len(fn.outputs))]
-    body = call_lines(fn, layout, where, ", ".join(outs))
+    body = call_lines(fn, layout, where, ", ".join(outs), source)
     if into is None:
         return name, f"{head}, ", f"{fn.doc[0].upper()}{fn.doc[1:]}.", body + [f"return {outs[0]}"]
     places = [(where[into][key], tuple(fn.shape_of(ssa)), out) for (key, ssa), out in zip(fn.outputs, outs)]
-    body += [line for line in _index_lines(shape for (_, shape), _, _ in places) if line not in body]
+    body += [line for line in block_lines(shape for (_, shape), _, _ in places) if line not in body]
     terms = [put(out, off, shape, got) for (off, shape), got, out in places]
     body += [f"out {'+' if i else ''}= {term}" for i, term in enumerate(terms)]
     doc = f"{fn.name} on flat tiles: its blocks put at their offsets ({into} layout), padding zeroed."
@@ -126,7 +155,36 @@ def adapter_lines(plan: Plan, layout) -> list[str]:
         fn = plan.function(key)
         out.append(adapter(fn, layout, where) if fn is not None else empty_adapter(name, head))
     out.append(_store_grads(plan, layout, lambda fn, target: call_lines(fn, layout, where, target)))
-    lines = ["", "", "# --- the functions on flat tiles of several blocks: what the kkt templates call ---"]
+    return _emit(out, layout, "the kkt templates")
+
+
+# The smooth, prox and root kinds' adapters when the var state has several blocks (several vars, or a
+# var of rank 2): the same names and heads as printer._flat_adapter's. F and its JVP go in the residual's
+# layout (a root over several vars is one equation vector of their total size), the rest in the state's.
+BLOCK_ADAPTERS = {
+    "residual": ("residual_flat", "x", "residual"), "jvp_x": ("jvp_flat", "x, v", "residual"),
+    "gradient": ("gradient_flat", "x", "state"), "hvp": ("hvp_flat", "x, v", "state"),
+    "objective": ("objective_flat", "x", None), "prox": ("prox_flat", "z, step", "state"),
+    "free_mask": ("free_flat", "x", "state"),
+}
+
+
+def block_adapter_lines(plan: Plan, layout) -> list[str]:
+    """The flat adapters of a var state of several blocks (vars in order, each row-major), and the stores."""
+    from optlang.backends.triton.printer import _store_grads
+
+    where = {"state": offsets([(b.name, b.shape) for b in plan.state]), "residual": offsets(plan.residual_blocks)}
+    out = []
+    for fn in plan.functions:
+        if fn.name in BLOCK_ADAPTERS:
+            source = dict(SOURCE, var="z", step="step") if fn.name == "prox" else SOURCE
+            out.append(adapter(fn, layout, where, BLOCK_ADAPTERS, source))
+    out.append(_store_grads(plan, layout, lambda fn, target: call_lines(fn, layout, where, target)))
+    return _emit(out, layout, "the solver templates")
+
+
+def _emit(out: list, layout, who: str) -> list[str]:
+    lines = ["", "", f"# --- the functions on flat tiles of several blocks: what {who} call ---"]
     for name, head, doc, body in out:
         lines += ["", ""] if len(lines) > 3 else []
         lines += ["@triton.jit", f"def {name}({head}{layout.sig(True)}):", f'    """{doc}"""']

@@ -125,12 +125,9 @@ class Layout:
 
 def unsupported(plan: Plan) -> str | None:
     """Why this plan cannot run on the Triton backend yet (a sentence to follow "problem 'p' "), or None."""
-    if len(plan.vars) > 1:
-        names = ", ".join(v.name for v in plan.vars)
-        return f"has {len(plan.vars)} vars ({names}); the Triton backend handles a single var"
-    if len(plan.var.shape) > 1:
-        return (f"has var '{plan.var.name}' of rank {len(plan.var.shape)}; the Triton backend handles vars of "
-                "rank 0 and 1")
+    for v in plan.vars:
+        if len(v.shape) > 2:
+            return f"has var '{v.name}' of rank {len(v.shape)}; the Triton backend handles vars of rank <= 2"
     for b in plan.duals:
         if len(b.shape) > 1:
             which = f"'{b.label}'" if b.label else f"on line {b.line}"
@@ -143,9 +140,10 @@ def unsupported(plan: Plan) -> str | None:
         for op in fn.ops:
             if len(op.shape) > 2:
                 return f"computes a rank-{len(op.shape)} value in {fn.name}; the Triton backend handles rank <= 2"
-            if op.prim == "reduce" and op.attrs[0] == "simplex_tau" and len(fn.shape_of(op.args[0])) > 1:
-                return (f"projects a matrix onto simplices in {fn.name}; the Triton backend's simplex "
-                        "threshold handles vectors only")
+            if op.prim == "reduce" and op.attrs[0] == "simplex_tau" and len(fn.shape_of(op.args[0])) > 1 \
+                    and op.attrs[1] is None:
+                return (f"projects a whole matrix onto one simplex in {fn.name}; the Triton backend's simplex "
+                        "threshold runs along one axis")
     return None
 
 
@@ -230,8 +228,11 @@ def _reduce(op, shape: tuple, mark) -> str:
     axes = range(len(shape)) if axis is None else [axis]
     mark(shape, axes)
     mask = full_mask(shape) if axis is None else axis_mask(shape, axis)
-    if kind == "simplex_tau":  # rank 1 only (see `unsupported`): a threshold over the whole vector
+    if kind == "simplex_tau" and len(shape) == 1:  # a threshold over the whole vector
         return f"simplex_tau_({a}, {mask}, DTYPE)"
+    if kind == "simplex_tau":  # a matrix along one axis (see `unsupported`): one threshold per row or column
+        mark(shape, range(len(shape)))
+        return f"simplex_tau_axis_({a}, {full_mask(shape)}, {axis}, DTYPE)"
     fill, spelling = REDUCE[kind]
     masked = f"tl.where({mask}, {a}, {fill})"
     return spelling.format(w=masked, axis="None" if axis is None else axis)
@@ -287,10 +288,12 @@ def adapter_lines(plan: Plan, layout: Layout) -> list[str]:
     The lanes mask is computed inline rather than by calling var_lanes: each call
     of a jit function costs the interpreter a re-patch, and compiles to the same.
     """
-    if plan.kind == "kkt":
-        from optlang.backends.triton import kkt
+    from optlang.backends.triton import kkt
 
+    if plan.kind == "kkt":
         return kkt.adapter_lines(plan, layout)
+    if blocked(plan):
+        return kkt.block_adapter_lines(plan, layout)
     lanes = f"lanes = tl.arange(0, VAR_BLOCK) < {var_size(plan)}"
     out = [_flat_adapter(fn, layout, lanes) for fn in plan.functions if fn.name in FLAT_NAMES]
     out.append(_store_grads(plan, layout))
@@ -302,9 +305,14 @@ def adapter_lines(plan: Plan, layout: Layout) -> list[str]:
     return lines
 
 
+def blocked(plan: Plan) -> bool:
+    """Whether the flat state has several blocks to cut (several vars, a var of rank 2, the kkt kind's duals)."""
+    return plan.kind == "kkt" or len(plan.vars) > 1 or len(plan.var.shape) > 1
+
+
 def var_size(plan: Plan) -> str:
-    """The flat state's size: the var's, or N (the var and the duals) for the kkt kind."""
-    if plan.kind == "kkt":
+    """The flat state's size: the var's, or N (every block: the vars and the kkt kind's duals)."""
+    if blocked(plan):
         return "N"
     return count(plan.var.shape[0]) if plan.var.shape else "1"
 

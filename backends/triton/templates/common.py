@@ -102,6 +102,30 @@ def simplex_tau_(z, mask, DTYPE: tl.constexpr):
 
 
 @triton.jit
+def simplex_tau_axis_(z, mask, AXIS: tl.constexpr, DTYPE: tl.constexpr):
+    """simplex_tau_ along AXIS of a matrix z (lanes of mask): Michelot's iteration, all rows at once.
+
+    Each row keeps its own support, size and tau; a row whose support stopped
+    changing keeps them, and the loop ends when no row changes.
+    """
+    support = (tl.where(mask, 1.0, 0.0) + tl.zeros_like(z)) > 0.0  # the mask broadcast to z's tile
+    size = tl.sum(support.to(DTYPE), axis=AXIS)
+    tau = (tl.sum(tl.where(support, z, 0.0), axis=AXIS) - 1.0) / tl.where(size > 0.0, size, 1.0)
+    changed = size > 0.0
+    going = tl.max(changed.to(tl.int32), axis=0) > 0
+    while going:
+        inside = support & (z > tl.expand_dims(tau, AXIS))
+        count = tl.sum(inside.to(DTYPE), axis=AXIS)
+        changed = (count < size) & (count > 0.0)
+        shrunk = (tl.sum(tl.where(inside, z, 0.0), axis=AXIS) - 1.0) / tl.where(changed, count, 1.0)
+        tau = tl.where(changed, shrunk, tau)
+        support = tl.where(tl.expand_dims(changed, AXIS), inside, support)
+        size = tl.where(changed, count, size)
+        going = tl.max(changed.to(tl.int32), axis=0) > 0
+    return tau
+
+
+@triton.jit
 def relative_residual(F, scale):
     """max|F| / max(1, scale), as optlang.solvers.result.relative_residual."""
     return tl.max(tl.abs(F), axis=0) / tl.maximum(scale, 1.0)

@@ -1,7 +1,8 @@
 # --- template flat.py: the var's flat state ------------------------------------------------
 # The solvers work on the var as a flat [VAR_BLOCK] tile; its lanes past the var's
-# size are padding and stay 0. (The kkt kind's flat state is the var, then the duals.)
-#: Placeholders: __SIG__ as in common.py; __VAR_SIZE__, the var's size (n_d, or 1 for a scalar var; N for the kkt kind).
+# size are padding and stay 0. (Several vars, or a var of rank 2, are blocks of it, each row-major,
+# vars in order; the kkt kind's flat state is the vars, then the duals.)
+#: Placeholders: __SIG__ as in common.py; __VAR_SIZE__, the var's size (n_d, or 1 for a scalar var; N for several blocks).
 
 
 @triton.jit
