@@ -45,6 +45,7 @@ from optlang.solvers.result import CONVERGED, SolveResult, where_text
 # but compiling); larger problems wait for a tiled path.
 MAX_TILE = 16384
 _modules: "weakref.WeakKeyDictionary" = weakref.WeakKeyDictionary()  # plan -> module: print once per plan
+_tile_checks: "weakref.WeakKeyDictionary" = weakref.WeakKeyDictionary()  # plan -> {(dims, n): too_large's answer}
 
 
 class TritonExecutor:
@@ -190,7 +191,18 @@ def refusal(bound) -> str | None:
 
 
 def too_large(bound) -> str | None:
-    """Why a tile of this call would not fit on chip (see MAX_TILE), or None."""
+    """Why a tile of this call would not fit on chip (see MAX_TILE), or None.
+
+    Memoized per plan and concrete dims: the walk over every op runs once per size, not per call.
+    """
+    key = (tuple(sorted(bound.dims.items())), bound.n)
+    per_plan = _tile_checks.setdefault(bound.plan, {})
+    if key not in per_plan:
+        per_plan[key] = _too_large(bound)
+    return per_plan[key]
+
+
+def _too_large(bound) -> str | None:
     n = next_pow2(bound.n)
     plan = bound.plan
     what = (f"var '{plan.var.name}' has" if len(plan.vars) == 1 else
