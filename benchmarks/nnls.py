@@ -315,18 +315,28 @@ def run(args) -> int:
         tables.append(f"### batch {batch}, A {args.m}×{args.n}, {args.dtype}, {clock} time, {args.threads} thread(s)"
                       f"\n\n{table(rows)}")
     print()
-    busy = max(max(r.extra["load_before"], r.extra["load_after"]) for r in results) if results else 0.0
-    if busy > 1.5 * (os.cpu_count() or 1):
-        print(f"warning: 1-minute load average reached {busy:.1f} on {os.cpu_count()} cores during the run; "
-              "other processes competed for the CPU" + ("; wall times are not trustworthy (try --threads 1 --clock cpu)"
-                                                        if args.clock == "wall" else "; CPU times suffer less than wall times"))
+    warn_if_busy(results, args.clock)
     for line in skipped:
         print(line)
     print("\n\n".join(tables))
     if args.json:
-        args.json.write_text(json.dumps({"machine": info, "argv": sys.argv, "skipped": skipped,
-                                         "rows": [asdict(r) for r in results]}, indent=1, default=str))
+        write_json(args.json, info, skipped, results)
     return 0
+
+
+def warn_if_busy(results, clock: str) -> None:
+    """Say so when other processes loaded the CPU during the measurements (recorded per row)."""
+    busy = max(max(r.extra["load_before"], r.extra["load_after"]) for r in results) if results else 0.0
+    if busy > 1.5 * (os.cpu_count() or 1):
+        print(f"warning: 1-minute load average reached {busy:.1f} on {os.cpu_count()} cores during the run; "
+              "other processes competed for the CPU" + ("; wall times are not trustworthy (try --threads 1 --clock cpu)"
+                                                        if clock == "wall" else "; CPU times suffer less than wall times"))
+
+
+def write_json(path, info: dict, skipped: list, results: list) -> None:
+    """The machine, the command line, what was skipped and every row, as JSON."""
+    path.write_text(json.dumps({"machine": info, "argv": sys.argv, "skipped": skipped,
+                                "rows": [asdict(r) for r in results]}, indent=1, default=str))
 
 
 if __name__ == "__main__":

@@ -15,17 +15,17 @@ Timing, thread control and formatting come from nnls.py.
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import sys
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))  # for `import nnls, qp_methods` from elsewhere
-from nnls import _version, fmt_err, fmt_ms, fmt_ratio, limit_threads, machine, rel_err, time_call  # noqa: E402
+from nnls import (_version, fmt_err, fmt_ms, fmt_ratio, limit_threads, machine, rel_err, time_call,  # noqa: E402
+                  warn_if_busy, write_json)
 from qp_methods import PARAMS, PEERS, Optlang, variants  # noqa: E402
 
 
@@ -353,11 +353,7 @@ def run(args) -> int:
         tables.append(f"### batch {batch}, n={args.n}, m={args.m}, p={args.p}, float64, {clock} time, "
                       f"{args.threads} thread(s)\n\n{table(rows)}")
     print()
-    busy = max(max(r.extra["load_before"], r.extra["load_after"]) for r in results) if results else 0.0
-    if busy > 1.5 * (os.cpu_count() or 1):
-        print(f"warning: 1-minute load average reached {busy:.1f} on {os.cpu_count()} cores during the run; "
-              "other processes competed for the CPU" + ("; wall times are not trustworthy (try --threads 1 --clock cpu)"
-                                                        if args.clock == "wall" else "; CPU times suffer less than wall times"))
+    warn_if_busy(results, args.clock)
     for line in skipped:
         print(line)
     for r in results:
@@ -367,8 +363,7 @@ def run(args) -> int:
                   f"max {r.extra['max_iterations']}; all converged: {r.extra['all_converged']}")
     print("\n\n".join(tables))
     if args.json:
-        args.json.write_text(json.dumps({"machine": info, "argv": sys.argv, "skipped": skipped,
-                                         "rows": [asdict(r) for r in results]}, indent=1, default=str))
+        write_json(args.json, info, skipped, results)
     return 0
 
 
