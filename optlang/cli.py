@@ -330,8 +330,7 @@ def print_summary(args, problem, sol, arrays) -> None:
     if not stats.all_converged:
         bad = [tuple(i) for i in (~stats.converged).nonzero().tolist()]
         more = " ..." if len(bad) > 20 else ""
-        codes = stats.status[~stats.converged].tolist()
-        why = ", ".join(f"{codes.count(c)} {stats.STATUS[c]}" for c in sorted(set(codes)))
+        why = stats.failures()
         print(f"warning: problem '{problem.name}' did not converge at batch elements {bad[:20]}{more} "
               f"({why}; max relative residual {float(stats.residual.max()):.3g}); see the status array in --out",
               file=sys.stderr)

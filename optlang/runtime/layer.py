@@ -37,6 +37,11 @@ class Stats:
     def all_converged(self) -> bool:
         return bool(self.converged.all())
 
+    def failures(self) -> str:
+        """How the elements that did not converge ended, counted: "2 max_iter, 1 infeasible"."""
+        codes = self.status[~self.converged].tolist()
+        return ", ".join(f"{codes.count(c)} {STATUS[c]}" for c in sorted(set(codes)))
+
     def status_names(self):
         """The status of each batch element as a word, nested like the batch (a str for no batch)."""
         codes = self.status.tolist()
@@ -143,7 +148,7 @@ class Layer(torch.nn.Module):
             bad = [tuple(i) for i in (~stats.converged).nonzero().tolist()]
             warnings.warn(
                 f"optlang: problem '{self.plan.problem}' did not converge at batch elements {bad[:20]}"
-                f"{' ...' if len(bad) > 20 else ''} ({_status_summary(stats)}; max relative residual "
+                f"{' ...' if len(bad) > 20 else ''} ({stats.failures()}; max relative residual "
                 f"{float(stats.residual.max()):.3g}, tol {options['tol']:.3g}); see .stats",
                 RuntimeWarning,
                 stacklevel=user_stacklevel(),
@@ -218,11 +223,6 @@ class Layer(torch.nn.Module):
                                   RuntimeWarning, stacklevel=user_stacklevel())
                 return TorchExecutor()
         return TritonExecutor()
-
-
-def _status_summary(stats: Stats) -> str:
-    codes = stats.status[~stats.converged].tolist()
-    return ", ".join(f"{codes.count(i)} {STATUS[i]}" for i in sorted(set(codes)))
 
 
 def _check_backend(backend):
