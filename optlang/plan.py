@@ -67,6 +67,7 @@ class Plan:
     choices: tuple = field(default=())  # ((what, choice, why), ...) from `select`
     sense: str = ""  # "maximize" or "fixed_point" where normalize rewrote the statement
     affine_constraints: bool = True  # kkt: every constraint is affine (the IPM's linearization is exact)
+    local: bool = False  # smooth and not provably convex: a solution is a stationary point, maybe only local
     quadratic: bool = False  # kkt: the objective is quadratic in the vars (its Hessian does not depend on them)
 
     @property

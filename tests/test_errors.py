@@ -979,7 +979,7 @@ VALID = [p.read_text() for p in sorted(EXAMPLES.glob("*.opt"))] + [
     "problem deq\ndim d, k\nparam W[d, d], U[d, k], u[k], bias[d]\nvar z[d]\n"
     "fixed_point z = tanh(W @ z + U @ u + bias)\n",
     # Lets, axes, transposes, literals and a full options block.
-    "problem mix\ndim n, k = 3\nparam A[n, k], S[k, k] symmetric, v[n], t in (0, 1]\nvar x[k]\n"
+    "problem mix\ndim n, k = 3\nparam A[n, k], S[k, k] psd, v[n], t in (0, 1]\nvar x[k]\n"
     "let r = A @ x - v\nminimize 0.5 * sumsq(r) + t * quad(x, S) + mean(exp(A' @ r), axis=0)"
     " + logsumexp(x) + sum(eye[k] @ x * ones[k])\nsubject to\n  -1 <= x <= 1\noptions\n"
     "  solver = \"fista\"\n  tol = 1e-8\n  max_iter = 200\n  backward = \"direct\"\n",

@@ -55,6 +55,7 @@ class Classified:
     smooth: object = None
     sets: tuple = ()
     why: str = ""
+    local: bool = False  # a smooth objective not provably convex: its solutions are local
 
 
 def classify(problem: Problem) -> Classified:
@@ -65,8 +66,14 @@ def classify(problem: Problem) -> Classified:
         return Classified(problem, "root", why="an equation: its residual is the condition")
     signs = param_signs(problem)
     smooth, prox_terms = _split_objective(problem, signs)
+    shape = curvature(smooth, signs)
     if not problem.constraints and not prox_terms:
-        return Classified(problem, "smooth", smooth, why="smooth objective, no constraints")
+        if shape in ("const", "affine", "convex"):
+            return Classified(problem, "smooth", smooth, why="smooth objective, no constraints")
+        return Classified(problem, "smooth", smooth, local=True, why=(
+            "smooth objective, no constraints; not provably convex, so the solution is a local one: a "
+            "stationary point (gradient 0) that Newton's line search reached from the initial point"))
+    _check_convex_objective(problem, shape)
     sets, why_not = _known_sets(problem, prox_terms, signs)
     if sets is not None:
         return Classified(problem, "prox", smooth, sets, why="every constraint and nonsmooth term has a known "
@@ -86,6 +93,25 @@ def classify(problem: Problem) -> Classified:
     for con in problem.constraints:
         _check_kkt_constraint(con, signs)
     return Classified(problem, "kkt", smooth, why=why_not)
+
+
+def _check_convex_objective(problem, shape: str) -> None:
+    """With constraints or prox terms the solvers need a convex objective (their stopping tests are
+    optimality certificates only then): prove it by composition rules, or refuse at its line."""
+    if shape in ("const", "affine", "convex"):
+        return
+    maximize = problem.sense == "maximize"
+    found = ("convex" if maximize else "concave") if shape == "concave" else (
+        "not provably " + ("concave" if maximize else "convex"))
+    need = "maximize needs a concave objective" if maximize else "minimize needs a convex objective"
+    raise NotSupportedError(
+        f"the objective is {found}: with constraints or nonsmooth terms, {need}",
+        problem.statement_span,
+        "optlang proves convexity by composition rules: sums and nonnegative multiples of convex terms, affine "
+        "expressions inside sumsq, square, exp, softplus, logsumexp, norms and quad(x, Q) with Q declared psd, "
+        "x * log(x), and -log, -sqrt of affine ones; a nonconvex objective has local solutions the solvers "
+        "cannot certify",
+    )
 
 
 def _smooth_ball(con, problem, signs: dict):

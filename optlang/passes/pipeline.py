@@ -82,6 +82,7 @@ def _run(text: str, name: str) -> Stages:
         choices=choices,
         sense=cond.problem.sense,
         affine_constraints=all(c.cls != "other" for c in cond.problem.constraints),
+        local=cond.classified.local,
         quadratic=cond.kind == "kkt" and all(is_affine(g) for g in cond.gradient),
     )
     return Stages(program, problem, fns, plan)

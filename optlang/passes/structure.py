@@ -11,7 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from optlang.ir import algebra as A
-from optlang.ir.nodes import (Broadcast, Const, Elementwise, ExpandDims, Fill, Input, MatMul, Reduce, SumTo, Transpose,
+from optlang.ir.nodes import (Broadcast, Const, DimSize, Elementwise, ExpandDims, Fill, Input, MatMul, Reduce, SumTo, Transpose,
                               children)
 from optlang.ir.walk import inputs_of
 
@@ -77,6 +77,8 @@ def sign_of(e, signs: dict) -> str:
         return "pos" if e.value > 0 else "nonneg" if e.value == 0 else "unknown"
     if isinstance(e, Input) and e.role == "param":
         return signs.get(e.name, "unknown")
+    if isinstance(e, DimSize):  # a size: mean(x) is sum(x) / n
+        return "pos"
     if isinstance(e, Elementwise):
         inner = [sign_of(a, signs) for a in e.args]
         if e.op in ("exp", "sigmoid", "softplus"):
@@ -91,12 +93,15 @@ def sign_of(e, signs: dict) -> str:
 
 
 def param_signs(problem) -> dict:
-    """{param name: "pos" | "nonneg"} for params whose declared domain fixes their sign."""
+    """{param name: "pos" | "nonneg"} for params whose declared domain fixes their sign, and
+    {("psd", name): True} for params declared psd (what `curvature` needs of quadratic forms)."""
     out = {}
     for p in problem.params:
         dom = p.domain
         if dom.lo is not None and dom.lo >= 0:
             out[p.name] = "pos" if dom.lo > 0 or not dom.lo_closed else "nonneg"
+        if dom.psd:
+            out[("psd", p.name)] = True
     return out
 
 
@@ -158,7 +163,7 @@ def curvature(e, signs: dict) -> str:
         return "unknown"
     if isinstance(e, Reduce):
         if e.op == "sum":
-            return cs[0]
+            return "convex" if _psd_quadratic_form(e.a, signs) else cs[0]
         if e.op in CONVEX_REDUCTIONS:
             return "convex" if cs[0] in ("affine", "const") or (cs[0] == "convex" and e.op in ("max", "logsumexp")) \
                 else "unknown"
@@ -170,8 +175,29 @@ def curvature(e, signs: dict) -> str:
     return "unknown"
 
 
+def _psd_quadratic_form(e, signs: dict) -> bool:
+    """e = a * (Q @ a) (either order), a affine in the vars, Q a param declared psd: sum(e) = a' Q a."""
+    if not (isinstance(e, Elementwise) and e.op == "mul"):
+        return False
+    for a, product in (e.args, e.args[::-1]):
+        Q = product.a if isinstance(product, MatMul) else None
+        Q = Q.a if isinstance(Q, Broadcast) else Q
+        if (isinstance(Q, Input) and Q.role == "param" and signs.get(("psd", Q.name)) and product.b == a
+                and curvature(a, signs) == "affine"):
+            return True
+    return False
+
+
+def _is_entropy(e, signs: dict) -> bool:
+    """e = a * log(a) (either order), a affine in the vars: convex where it is defined (a > 0)."""
+    return (e.op == "mul" and any(isinstance(l, Elementwise) and l.op == "log" and l.args[0] == a
+                                  and curvature(a, signs) == "affine" for a, l in (e.args, e.args[::-1])))
+
+
 def _elementwise_curvature(e, cs, signs) -> str:
     op = e.op
+    if _is_entropy(e, signs):
+        return "convex"
     if op == "add":
         return _combine(cs)
     if op == "sub":

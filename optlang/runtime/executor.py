@@ -5,7 +5,7 @@ import torch
 
 from optlang.passes.select import backward_method, default_solver
 from optlang.solvers.anderson import anderson
-from optlang.solvers.backward import adjoint_solve, param_grads
+from optlang.solvers.backward import adjoint_solve, finite_param_grads
 from optlang.solvers.newton import newton
 from optlang.solvers.pgd import fista
 
@@ -56,5 +56,5 @@ class TorchExecutor:
 
             J = kkt_jacobian(bound, x, options["tol"])
         w = adjoint_solve(bound, x, g, method, tol, J)
-        grads = param_grads(bound, x, w)
+        grads = finite_param_grads(bound, x, w)
         return {k: v for k, v in grads.items() if k in wanted}

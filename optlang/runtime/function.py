@@ -1,14 +1,33 @@
-"""The one autograd.Function: a forward solve, and the implicit-function-theorem backward.
+"""The autograd.Functions of a solve: the forward solve with its implicit-function-theorem
+backward, forward mode (`jvp`) and a vmap rule; and the adjoint solve, made differentiable
+for second derivatives.
 
 Defined once at module level (with `setup_context`), never per call. The
-per-call pieces (executor, bound problem, options) travel in a `CallState`
+per-call pieces (executor, generated modules, options) travel in a `CallState`
 passed as the first argument; the solve's statistics are left on it.
+
+First order, reverse:  (dF/dx)^T w = g,  grad_theta = -(dF/dtheta)^T w.
+First order, forward:  (dF/dx) dx = -(dF/dtheta) dtheta.
+Second order: under `create_graph=True` the backward is itself written with
+autograd-visible pieces: w comes from `AdjointSolve`, whose own backward
+differentiates the linear solve (a tangent solve with dF/dx, and the
+derivative of <w, (dF/dx) z> in x and theta by autograd through the generated
+JVP), and grad_theta = -(dF/dtheta)^T w is computed by the generated
+`vjp_theta` on tensors that autograd tracks, x* included (whose derivative is
+this same Function's first-order backward).
 """
 from __future__ import annotations
 
+import dataclasses
+import warnings
 from dataclasses import dataclass, field
 
 import torch
+
+from optlang.passes.select import backward_method
+from optlang.runtime import binding
+from optlang.runtime.bound import BoundProblem
+from optlang.solvers.backward import adjoint_solve, param_grads, param_tangent, tangent_solve
 
 
 @dataclass
@@ -18,20 +37,56 @@ class CallState:
     executor: object
     plan: object
     names: tuple  # parameter names, in the order of the tensors passed
-    make_bound: object  # callable: {name: tensor} -> BoundProblem
+    module: object  # the executor's generated module
+    torch_module: object  # the PyTorch backend's module: forward mode and second order run on it
+    dims: dict
+    dtype: object
+    device: object
     options: dict
+    check_domains: bool = False  # the layer could not check them (vmapped inputs): forward does
     result: object = None  # the SolveResult, filled by forward
     bound: object = field(default=None, repr=False)
 
+    def bind(self, tensors, module=None, state_batch=()) -> BoundProblem:
+        """The problem bound to these parameter tensors (in `names` order), batch from their shapes
+        (and `state_batch`, the batch of a state that may carry more batch dims than the params)."""
+        params = dict(zip(self.names, tensors))
+        batch = torch.broadcast_shapes(tuple(state_batch), *(params[p.name].shape[: params[p.name].dim() - len(p.shape)]
+                                                             for p in self.plan.params))
+        module = self.module if module is None else module
+        return BoundProblem(module, self.plan, params, self.dims, tuple(batch), self.dtype, self.device)
+
+    def linear_system(self, bound, x):
+        """(method, tolerance, dense Jacobian or None) of the implicit linear solves at x."""
+        from optlang.runtime.executor import backward_tol
+
+        method = backward_method(self.plan, bound.n, self.options["backward"])
+        J = None
+        if method == "direct" and self.plan.kind == "kkt":
+            from optlang.runtime.kkt import kkt_jacobian
+
+            J = kkt_jacobian(bound, x, self.options["tol"])
+        return method, backward_tol(self.options, bound.dtype), J
+
+
+def _to_params(grads: dict, names, tensors, wanted=None) -> tuple:
+    out = []
+    for name, t in zip(names, tensors):
+        gp = grads.get(name)
+        keep = gp is not None and (wanted is None or name in wanted)
+        out.append(gp.sum_to_size(t.shape).to(t.dtype) if keep else None)
+    return tuple(out)
+
 
 class ImplicitSolve(torch.autograd.Function):
-    """The flat state x*(theta) (vars, and duals for KKT) with F(x*, theta) = 0; gradients by the
+    """The flat state x*(theta) (vars, and duals for KKT) with F(x*, theta) = 0; derivatives by the
     implicit function theorem."""
 
     @staticmethod
     def forward(state: CallState, *tensors):
-        params = dict(zip(state.names, tensors))
-        bound = state.make_bound(params)
+        if state.check_domains:
+            binding.check_domains(state.plan, dict(zip(state.names, tensors)))
+        bound = state.bind(tensors)
         state.bound = bound
         state.result = state.executor.solve(bound, state.options)
         return state.result.x.reshape(bound.batch + (bound.n,)).clone()
@@ -41,19 +96,198 @@ class ImplicitSolve(torch.autograd.Function):
         state = inputs[0]
         ctx.state = state
         ctx.save_for_backward(output, *inputs[1:])
+        ctx.save_for_forward(output, *inputs[1:])
 
     @staticmethod
     def backward(ctx, grad_out):
         state = ctx.state
         x, *tensors = ctx.saved_tensors
-        params = dict(zip(state.names, (t.detach() for t in tensors)))
-        bound = state.make_bound(params)
-        flat_x = x.detach()
-        g = grad_out.to(flat_x.dtype)
         wanted = {name for name, needs in zip(state.names, ctx.needs_input_grad[1:]) if needs}
-        grads = state.executor.backward(bound, flat_x, g, state.options, wanted)
-        out = [None]
-        for name, t in zip(state.names, tensors):
-            gp = grads.get(name)
-            out.append(None if gp is None else gp.sum_to_size(t.shape).to(t.dtype))
-        return tuple(out)
+        g = grad_out.to(x.dtype)
+        if torch.is_grad_enabled():  # create_graph=True: a backward that autograd can differentiate
+            w = AdjointSolve.apply(state, x, g, *tensors)
+            bound = state.bind(tensors, state.torch_module)
+            return (None,) + _to_params(param_grads(bound, x, w), state.names, tensors, wanted)
+        tensors = [t.detach() for t in tensors]
+        bound = state.bind(tensors)
+        grads = state.executor.backward(bound, x.detach(), g.detach(), state.options, wanted)
+        return (None,) + _to_params(grads, state.names, tensors, wanted)
+
+    @staticmethod
+    def jvp(ctx, _state_tangent, *tangents):
+        x, *tensors = ctx.saved_tensors
+        return TangentMap.apply(ctx.state, x, *tensors, *tangents)
+
+    @staticmethod
+    def vmap(info, in_dims, state, *tensors):
+        """The vmapped dim becomes one more leading batch dim, which the solvers batch natively."""
+        ranks = [len(p.shape) for p in state.plan.params]
+        moved = _vmapped_dim_first(in_dims[1:], tensors, ranks)
+        inner = dataclasses.replace(state, result=None, bound=None)
+        out = ImplicitSolve.apply(inner, *moved)
+        state.result, state.bound = inner.result, inner.bound
+        return out, 0 if any(d is not None for d in in_dims[1:]) else None
+
+
+def _vmapped_dim_first(in_dims, tensors, decl_ranks) -> list:
+    """Each vmapped tensor with its vmapped dim moved to the front, then padded with unit dims so
+    every tensor's batch dims line up (batch dims broadcast from the right)."""
+    batch_ranks = [0 if t is None else t.dim() - (d is not None) - r for t, d, r in zip(tensors, in_dims, decl_ranks)]
+    rank = max(batch_ranks, default=0)
+    moved = []
+    for t, d, r in zip(tensors, in_dims, batch_ranks):
+        if d is not None:
+            t = t.movedim(d, 0)
+            t = t.reshape(t.shape[:1] + (1,) * (rank - r) + t.shape[1:])
+        moved.append(t)
+    return moved
+
+
+class AdjointSolve(torch.autograd.Function):
+    """w with (dF/dx)^T w = g at (x, theta), differentiable in x, g and theta (for second order)."""
+
+    @staticmethod
+    def forward(state: CallState, x, g, *tensors):
+        bound = state.bind([t.detach() for t in tensors], state.torch_module, x.shape[:-1])
+        method, tol, J = state.linear_system(bound, x)
+        return adjoint_solve(bound, x, g, method, tol, J)
+
+    @staticmethod
+    def setup_context(ctx, inputs, output):
+        ctx.state = inputs[0]
+        ctx.save_for_backward(inputs[1], output, *inputs[3:])
+        ctx.save_for_forward(inputs[1], output, *inputs[3:])
+
+    @staticmethod
+    def backward(ctx, w_bar):
+        # w = A^-T g with A = dF/dx(x, theta): dw = A^-T (dg - dA^T w), so for a cotangent w_bar,
+        # z = A^-1 w_bar gives g_bar = z and (x_bar, theta_bar) = -d/d(x, theta) <w, A(x, theta) z>.
+        state = ctx.state
+        x, w, *tensors = ctx.saved_tensors
+        x, w = x.detach(), w.detach()
+        tensors = [t.detach() for t in tensors]
+        bound = state.bind(tensors, state.torch_module, x.shape[:-1])
+        with warnings.catch_warnings():  # the first backward has already warned about this point
+            warnings.simplefilter("ignore", RuntimeWarning)
+            method, tol, J = state.linear_system(bound, x)
+            z = tangent_solve(bound, x, w_bar.detach(), method, tol, J)
+            with torch.enable_grad():
+                x_t = x.clone().requires_grad_()
+                theta = [t.clone().requires_grad_() for t in tensors]
+                tracked = state.bind(theta, state.torch_module, x.shape[:-1])
+                if J is not None:  # the KKT Jacobian with its weakly active rows, as the solve used it
+                    _, _, J_t = state.linear_system(tracked, x_t)
+                    Az = (J_t @ z.unsqueeze(-1)).squeeze(-1)
+                else:
+                    Az = tracked.jvp(x_t, z)
+                total = (w * Az).sum()
+                # dF/dx may not depend on x or theta at all (piecewise-linear maps such as sparsemax)
+                grads = (torch.autograd.grad(total, [x_t, *theta], allow_unused=True) if total.requires_grad
+                         else (None,) * (1 + len(theta)))
+        x_bar = None if grads[0] is None else -grads[0]
+        theta_bar = tuple(None if gt is None else -gt.sum_to_size(t.shape) for gt, t in zip(grads[1:], tensors))
+        return (None, x_bar, z) + theta_bar
+
+    @staticmethod
+    def jvp(ctx, _state_tangent, dx, dg, *dtheta):
+        x, w, *tensors = ctx.saved_tensors
+        return AdjointTangent.apply(ctx.state, x, w, dx, dg, *tensors, *dtheta)
+
+    @staticmethod
+    def vmap(info, in_dims, state, x, g, *tensors):
+        ranks = [1, 1] + [len(p.shape) for p in state.plan.params]
+        x, g, *tensors = _vmapped_dim_first(in_dims[1:], (x, g) + tensors, ranks)
+        # The solvers take the state and the cotangent with the full batch (params broadcast).
+        shape = torch.broadcast_shapes(x.shape, g.shape)
+        w = AdjointSolve.apply(state, x.expand(shape), g.expand(shape), *tensors)
+        return w, 0 if any(d is not None for d in in_dims[1:]) else None
+
+
+class TangentMap(torch.autograd.Function):
+    """dx = -(dF/dx)^-1 (dF/dtheta) dtheta at (x, theta): forward mode's linear map, as a Function of
+    its own so that vmap over tangents (jacfwd) batches it like every other solve."""
+
+    @staticmethod
+    def forward(state: CallState, x, *tensors_and_tangents):
+        k = len(state.names)
+        tensors, tangents = tensors_and_tangents[:k], tensors_and_tangents[k:]
+        bound = state.bind(tensors, state.torch_module, x.shape[:-1])
+        dtheta = {name: t for name, t in zip(state.names, tangents) if t is not None}
+        v = -param_tangent(bound, x, dtheta)
+        method, tol, J = state.linear_system(bound, x)
+        return tangent_solve(bound, x, v, method, tol, J)
+
+    @staticmethod
+    def setup_context(ctx, inputs, output):
+        pass
+
+    @staticmethod
+    def backward(ctx, _):
+        raise RuntimeError("optlang: reverse mode through a forward-mode tangent (jvp then backward) is not "
+                           "supported; use reverse mode twice (create_graph=True) for second derivatives")
+
+    @staticmethod
+    def vmap(info, in_dims, state, x, *tensors_and_tangents):
+        ranks = [1] + [len(p.shape) for p in state.plan.params] * 2
+        x, *rest = _vmapped_dim_first(in_dims[1:], (x,) + tensors_and_tangents, ranks)
+        # The state carries the full batch, the vmapped dim included (params and tangents broadcast).
+        batches = [t.shape[: t.dim() - r] for t, r in zip(rest, ranks[1:]) if t is not None]
+        x = x.expand(torch.broadcast_shapes(x.shape[:-1], *batches) + x.shape[-1:])
+        return TangentMap.apply(state, x, *rest), 0 if any(d is not None for d in in_dims[1:]) else None
+
+
+class AdjointTangent(torch.autograd.Function):
+    """Forward mode through w = A^-T g, A = dF/dx(x, theta): dw = A^-T (dg - (dA)^T w), with (dA)^T w
+    the directional derivative of the generated vjp_x (forward AD through it) along (dx, dtheta)."""
+
+    @staticmethod
+    def forward(state: CallState, x, w, dx, dg, *tensors_and_tangents):
+        k = len(state.names)
+        tensors, dtheta = tensors_and_tangents[:k], tensors_and_tangents[k:]
+        bound = state.bind(tensors, state.torch_module, x.shape[:-1])
+        method, tol, J = state.linear_system(bound, x)
+
+        def transposed(x, *theta):
+            if J is None:
+                return state.bind(theta, state.torch_module, x.shape[:-1]).vjp(x, w)
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore", RuntimeWarning)
+                _, _, J_t = state.linear_system(state.bind(theta, state.torch_module, x.shape[:-1]), x)
+            return (J_t.transpose(-1, -2) @ w.unsqueeze(-1)).squeeze(-1)
+
+        # torch.func.jvp wants each tangent of its primal's shape: broadcast the pairs (a vmapped
+        # tangent may carry batch dims its primal does not).
+        primals, tangents = [], []
+        for t, d in zip((x,) + tuple(tensors), (dx,) + tuple(dtheta)):
+            d = torch.zeros_like(t) if d is None else d
+            shape = torch.broadcast_shapes(t.shape, d.shape)
+            primals.append(t.expand(shape))
+            tangents.append(d.expand(shape))
+        _, dAt_w = torch.func.jvp(transposed, tuple(primals), tuple(tangents))
+        zeros = torch.zeros_like
+        rhs = (zeros(w) if dg is None else dg) - dAt_w
+        if rhs.shape != x.shape:  # more batch dims than the state (from the tangents)
+            x = x.expand(rhs.shape)
+            bound = state.bind(tensors, state.torch_module, x.shape[:-1])
+            J = None if J is None else J.expand(rhs.shape[:-1] + J.shape[-2:])
+        return adjoint_solve(bound, x, rhs, method, tol, J)
+
+    @staticmethod
+    def setup_context(ctx, inputs, output):
+        pass
+
+    @staticmethod
+    def backward(ctx, _):
+        raise RuntimeError("optlang: derivatives above second order through a solve are not supported")
+
+    @staticmethod
+    def vmap(info, in_dims, state, x, w, dx, dg, *tensors_and_tangents):
+        ranks = [1, 1, 1, 1] + [len(p.shape) for p in state.plan.params] * 2
+        x, w, dx, dg, *rest = _vmapped_dim_first(in_dims[1:], (x, w, dx, dg) + tensors_and_tangents, ranks)
+        vectors = [t for t in (x, w, dx, dg) if t is not None]
+        batches = [t.shape[: t.dim() - r] for t, r in zip(rest, ranks[4:]) if t is not None]
+        shape = torch.broadcast_shapes(*(t.shape[:-1] for t in vectors), *batches) + x.shape[-1:]
+        x, w = x.expand(shape), w.expand(shape)
+        dx, dg = (None if t is None else t.expand(shape) for t in (dx, dg))
+        out = AdjointTangent.apply(state, x, w, dx, dg, *rest)
+        return out, 0 if any(d is not None for d in in_dims[1:]) else None

@@ -18,6 +18,8 @@ from optlang.runtime.function import CallState, ImplicitSolve
 from optlang.solvers.result import STATUS, default_tol
 
 BACKENDS = ("torch", "triton")
+LOCAL_NOTE = ("local solution: the objective is not provably convex, so a converged element is a stationary "
+              "point (gradient 0), not necessarily a global minimum")
 CALL_OPTIONS = ("tol", "max_iter", "solver", "backward")
 
 
@@ -30,6 +32,7 @@ class Stats:
     iterations: torch.Tensor
     residual: torch.Tensor
     status: torch.Tensor
+    note: str = ""  # what "converged" means where it is less than optimal (a local solution)
 
     STATUS = STATUS
 
@@ -113,7 +116,11 @@ class Layer(torch.nn.Module):
         call_options = {k: kwargs.pop(k) for k in CALL_OPTIONS if k in kwargs}
         params = binding.to_tensors(self.plan, kwargs)
         dims, batch = binding.bind_dims(self.plan, params)
-        binding.check_domains(self.plan, params)
+        # Under torch.func.vmap the values are not at hand here (data-dependent checks cannot run on
+        # a batched tensor): the solve's forward checks them on the unbatched tensors instead.
+        vmapped = any(torch._C._functorch.is_batchedtensor(t) for t in params.values())
+        if not vmapped:
+            binding.check_domains(self.plan, params)
         for v in self.plan.vars:
             empty = [d for d in v.shape if (d if isinstance(d, int) else dims[d]) == 0]
             if empty:
@@ -134,16 +141,16 @@ class Layer(torch.nn.Module):
             result = torch_executor.solve(bound, options)
             flat = result.x
         else:
+            from optlang.runtime.executor import TorchExecutor
+
             executor = self._executor(backend, device, params, dims, batch, dtype)
-            module = executor.module_for(self.plan)
-
-            def make_bound(tensors):
-                return BoundProblem(module, self.plan, tensors, dims, batch, dtype, device)
-
-            state = CallState(executor, self.plan, names, make_bound, options)
+            state = CallState(executor, self.plan, names, executor.module_for(self.plan),
+                              TorchExecutor().module_for(self.plan), dims, dtype, device, options,
+                              check_domains=vmapped)
             flat = ImplicitSolve.apply(state, *(params[n] for n in names))
             result, bound = state.result, state.bound
-        stats = Stats(result.converged, result.iterations, result.residual, result.status_codes())
+        stats = Stats(result.converged, result.iterations, result.residual, result.status_codes(),
+                      LOCAL_NOTE if self.plan.local else "")
         if warn and not stats.all_converged:
             bad = [tuple(i) for i in (~stats.converged).nonzero().tolist()]
             warnings.warn(

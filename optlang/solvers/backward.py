@@ -2,7 +2,9 @@
 
 At a solution x*(theta) of F(x, theta) = 0, for a cotangent g on x*:
     solve  (dF/dx)^T w = g,   then   grad_theta = -(dF/dtheta)^T w.
-Strategies:
+Forward mode (and the second-order backward) solves the untransposed system
+    (dF/dx) z = v   (`tangent_solve`), e.g. v = -(dF/dtheta) dtheta for a tangent dtheta,
+by the same strategy. Strategies:
   "direct"   dense LU of the Jacobian; least squares (minimum norm) where it is singular
   "cg"       conjugate gradients through Hessian-vector products (smooth); for an
              elementwise prox, on the free coordinates (see `_cg_prox`)
@@ -51,6 +53,29 @@ def adjoint_solve(prob, x: torch.Tensor, g: torch.Tensor, method: str, tol: floa
     raise AssertionError(f"unknown backward method {method}")
 
 
+def tangent_solve(prob, x: torch.Tensor, v: torch.Tensor, method: str, tol: float, J=None) -> torch.Tensor:
+    """The z of (dF/dx) z = v, by `method`: the adjoint's system, untransposed."""
+    kind = prob.plan.kind
+    if method == "direct":
+        J = prob.jacobian(x) if J is None else J
+        z, singular = solve(J, v)
+        _warn(singular, "singular Jacobian in a tangent solve", "used the least-squares (minimum-norm) solution")
+        return z
+    if method == "cg":
+        if kind == "prox":
+            return _cg_prox_tangent(prob, x, v, tol)
+        z, ok = cg(lambda u: prob.hvp(x, u), v, tol, CG_MAX_ITER)  # dF/dx = H is symmetric
+        _warn(~ok, "conjugate gradients did not converge in a tangent solve", "")
+        return z
+    if method == "gmres":
+        z, ok = gmres(lambda u: prob.jvp(x, u), v, tol, KRYLOV_MAX_ITER)
+        _warn(~ok, "GMRES did not converge in a tangent solve", "")
+        return z
+    if method == "neumann":
+        return _neumann(prob, x, v, tol, transpose=False)
+    raise AssertionError(f"unknown backward method {method}")
+
+
 def _cg_prox(prob, x, g, tol):
     """J = I - D + D H (D the prox's diagonal Jacobian, 0/1 on boxes and norm1); J^T w = g splits by
     the free set F and the fixed set A: H_FF w_F = g_F by CG on D H D + (I - D), then w_A = g_A - (H w_F)_A."""
@@ -61,11 +86,24 @@ def _cg_prox(prob, x, g, tol):
     return w_free + (1 - D) * (g - prob.hvp(x, w_free))
 
 
-def _neumann(prob, x, g, tol):
+def _cg_prox_tangent(prob, x, v, tol):
+    """J z = v with J = I - D + D H: z_A = v_A on the fixed set, and H_FF z_F = v_F - (H z_A)_F by the
+    same CG operator as `_cg_prox`."""
+    D = prob.free_mask(x)
+    z_fixed = (1 - D) * v
+    rhs = D * (v - prob.hvp(x, z_fixed))
+    z_free, ok = cg(lambda u: D * prob.hvp(x, D * u) + (1 - D) * u, rhs, tol, CG_MAX_ITER)
+    _warn(~ok, "conjugate gradients did not converge in a tangent solve", "")
+    return D * z_free + z_fixed
+
+
+def _neumann(prob, x, g, tol, transpose: bool = True):
     if prob.plan.kind == "smooth":
         matvec = lambda v: prob.hvp(x, v)  # noqa: E731  (dF/dx = H is symmetric)
-    else:
+    elif transpose:
         matvec = lambda u: prob.vjp(x, u)  # noqa: E731
+    else:
+        matvec = lambda u: prob.jvp(x, u)  # noqa: E731
     if prob.plan.sense == "fixed_point":
         alpha = 1.0
     else:
@@ -85,3 +123,36 @@ def _warn(bad: torch.Tensor, what: str, how: str) -> None:
 def param_grads(prob, x: torch.Tensor, w: torch.Tensor) -> dict:
     """-(dF/dtheta)^T w for each param, with the full batch dims in front."""
     return {name: -value for name, value in prob.vjp_theta(x, w).items()}
+
+
+def finite_param_grads(prob, x: torch.Tensor, w: torch.Tensor) -> dict:
+    """`param_grads`, with the elements where it is not finite (a state or adjoint that broke: a
+    failed forward element) set to 0 and warned about, so they never reach a shared param's sum."""
+    grads = param_grads(prob, x, w)
+    batch_rank = len(prob.batch)
+    broken = torch.zeros(prob.batch, dtype=torch.bool, device=prob.device)
+    for name, value in grads.items():
+        rank = value.dim() - batch_rank
+        broken = broken | ~torch.isfinite(value).flatten(batch_rank).all(-1) if rank else broken | ~torch.isfinite(value)
+    if bool(broken.any()):
+        _warn(broken, "the gradient is not finite (the forward solve failed there)", "it is set to 0")
+        for name, value in grads.items():
+            mask = broken.reshape(prob.batch + (1,) * (value.dim() - batch_rank))
+            grads[name] = torch.where(mask, torch.zeros_like(value), value)
+    return grads
+
+
+def param_tangent(prob, x: torch.Tensor, tangents: dict) -> torch.Tensor:
+    """(dF/dtheta) dtheta, in the residual's layout, for tangents {param name: dtheta}.
+
+    The generated `vjp_theta` is linear in its cotangent u, so (dF/dtheta) dtheta is the
+    gradient in u of sum_p <vjp_theta_p(u), dtheta_p>: one reverse pass through it.
+    """
+    u = torch.zeros(prob.batch + (prob.n,), dtype=prob.dtype, device=prob.device, requires_grad=True)
+    with torch.enable_grad():
+        outs = prob.vjp_theta(x.detach(), u)
+        total = sum((outs[name] * t).sum() for name, t in tangents.items() if name in outs)
+        if not isinstance(total, torch.Tensor) or not total.requires_grad:
+            return torch.zeros_like(u).detach()
+        (du,) = torch.autograd.grad(total, u, allow_unused=True)
+    return torch.zeros_like(u).detach() if du is None else du

@@ -9,8 +9,17 @@ def solve(A: torch.Tensor, b: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]
 
     LU with partial pivoting first; elements whose factorization fails or
     gives non-finite values are re-solved by least squares (the minimum-norm
-    solution), and flagged so the caller can report them.
+    solution), and flagged so the caller can report them. An element whose
+    A or b is itself non-finite has no solution to give: its x is 0 (finite,
+    flagged), and it never reaches a factorization that would fail the batch.
     """
+    A, b = torch.broadcast_tensors(A, b.unsqueeze(-1))
+    b = b[..., 0]
+    finite = torch.isfinite(A).all(-1).all(-1) & torch.isfinite(b).all(-1)
+    if not bool(finite.all()):
+        eye = torch.eye(A.shape[-1], dtype=A.dtype, device=A.device)
+        A = torch.where(finite[..., None, None], A, eye)
+        b = torch.where(finite[..., None], b, torch.zeros_like(b))
     x, info = torch.linalg.solve_ex(A, b.unsqueeze(-1))
     x = x.squeeze(-1)
     bad = (info != 0) | ~torch.isfinite(x).all(dim=-1)
@@ -18,7 +27,7 @@ def solve(A: torch.Tensor, b: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]
         pinv = torch.linalg.pinv(A[bad])
         x = x.clone()
         x[bad] = (pinv @ b[bad].unsqueeze(-1)).squeeze(-1)
-    return x, bad
+    return x, bad | ~finite
 
 
 def cg(matvec, b: torch.Tensor, tol: float, max_iter: int) -> tuple[torch.Tensor, torch.Tensor]:

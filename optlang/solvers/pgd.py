@@ -18,6 +18,8 @@ from optlang.solvers.result import SolveResult, relative_residual
 
 POLISH_AT = 1e-3  # relative residual below which Newton polishing starts
 POLISH_STEPS = 20
+POLISH_HALVINGS = 12  # a polish step that does not help at 2^-11 of its length is not taken
+POLISH_EVERY = 50  # FISTA iterations between polish attempts while some element is still far off
 MAX_BACKTRACK = 60
 
 
@@ -37,6 +39,13 @@ def fista(prob, tol: float, max_iter: int, accelerate: bool = True) -> SolveResu
     while it < max_iter and not bool(done.all()):
         active = ~done
         g, fy = prob.gradient(y), prob.objective(y)
+        # The extrapolated point y can leave the domain of f (x log x, log, sqrt at or past the
+        # boundary of a set): restart there from the last iterate, which every accepted step keeps finite.
+        outside = ~(torch.isfinite(fy) & torch.isfinite(g).all(-1))
+        if bool(outside.any()):
+            y = torch.where(outside[..., None], x, y)
+            t = torch.where(outside, torch.ones_like(t), t)
+            g, fy = prob.gradient(y), prob.objective(y)
         x_new, L = _backtrack(prob, y, g, fy, L, active)
         # Restart momentum where it points uphill (gradient restart).
         uphill = (g * (x_new - x)).sum(-1) > 0
@@ -52,7 +61,7 @@ def fista(prob, tol: float, max_iter: int, accelerate: bool = True) -> SolveResu
         F = prob.residual(x)
         res = torch.where(active, relative_residual(F, scale), res)
         done = done | (res <= tol)
-        if bool(((res <= polish_at) | done).all()):
+        if bool(((res <= polish_at) | done).all()) or it % POLISH_EVERY == 0:
             x, res, done, iters = _polish(prob, x, res, scale, tol, done, iters)
             y = x.clone()
             t = torch.ones_like(t)
@@ -70,7 +79,8 @@ def _backtrack(prob, y, g, fy, L, active):
         d = trial - y
         bound = fy + (g * d).sum(-1) + 0.5 * L * (d * d).sum(-1)
         slack = 8 * torch.finfo(fy.dtype).eps * fy.abs()
-        ok = prob.objective(trial) <= bound + slack
+        f_trial = prob.objective(trial)
+        ok = torch.isfinite(f_trial) & (f_trial <= bound + slack)  # a trial outside f's domain backtracks
         newly = ok & ~accepted
         x_new = torch.where(newly[..., None], trial, x_new)
         accepted = accepted | ok
@@ -88,11 +98,20 @@ def _polish(prob, x, res, scale, tol, done, iters):
             break
         F = prob.residual(x)
         dx, _ = solve(prob.jacobian(x), -F)
-        trial = prob.prox(x + dx, torch.zeros_like(res))
-        res_trial = relative_residual(prob.residual(trial), scale)
-        better = active & torch.isfinite(res_trial) & (res_trial < res)
-        x = torch.where(better[..., None], trial, x)
-        res = torch.where(better, res_trial, res)
+        # Damped: halve the step where the full one leaves f's domain (x log x next to a bound) or
+        # does not lower the residual; each element keeps its first improving step.
+        better = torch.zeros_like(active)
+        step = torch.ones_like(res)
+        for _ in range(POLISH_HALVINGS):
+            trial = prob.prox(x + step[..., None] * dx, torch.zeros_like(res))
+            res_trial = relative_residual(prob.residual(trial), scale)
+            newly = active & ~better & torch.isfinite(res_trial) & (res_trial < res)
+            x = torch.where(newly[..., None], trial, x)
+            res = torch.where(newly, res_trial, res)
+            better = better | newly
+            if bool((better | ~active).all()):
+                break
+            step = torch.where(better, step, 0.5 * step)
         iters = iters + better.long()
         done = done | (res <= tol)
         if not bool(better.any()):

@@ -25,9 +25,12 @@ class SolveResult:
     status: torch.Tensor | None = None
 
     def status_codes(self) -> torch.Tensor:
-        if self.status is not None:
-            return self.status
-        return torch.where(self.converged, CONVERGED, MAX_ITER).to(torch.int64)
+        """The codes; an element that ended with a non-finite residual or state is "failed"."""
+        status = self.status
+        if status is None:
+            status = torch.where(self.converged, CONVERGED, MAX_ITER).to(torch.int64)
+        broken = ~self.converged & ~(torch.isfinite(self.residual) & torch.isfinite(self.x).all(-1))
+        return torch.where(broken, FAILED, status)
 
 
 def default_tol(dtype) -> float:
