@@ -50,16 +50,17 @@ def test_gradgradcheck(ex, backward, seed):
     assert torch.autograd.gradgradcheck(_fn(ex, backward=backward), inputs, eps=1e-6, atol=1e-5, rtol=1e-4)
 
 
-@pytest.mark.parametrize("problem", P.PROBLEMS, ids=repr)
+@pytest.mark.parametrize("problem,backward", [pytest.param(p, bw, id=f"{p.name}-{bw}") for p in P.PROBLEMS
+                                              for bw in ("auto",) + p.backwards])
 @settings(max_examples=2, deadline=None)
 @given(seed=SEEDS)
-def test_gradgradcheck_problems(problem, seed):
+def test_gradgradcheck_problems(problem, backward, seed):
     c = P.make_case(problem, seed)
     ts = c.tensors(requires_grad=True)
     layer = P.layer(problem.name)
 
     def f(*args):
-        return layer(**dict(zip(problem.params, args)), tol=TIGHT)
+        return layer(**dict(zip(problem.params, args)), tol=TIGHT, backward=backward)
 
     assert torch.autograd.gradgradcheck(f, tuple(ts[n] for n in problem.params), eps=1e-6, atol=1e-5, rtol=1e-4)
 
@@ -69,12 +70,15 @@ def _close(a, b, tol=1e-8):
     assert float((a - b).abs().max()) <= tol * scale if b.numel() else True
 
 
-@pytest.mark.parametrize("ex", TABLE, ids=repr)
-@settings(max_examples=2, deadline=None)
+FORWARD_MODE = [pytest.param(ex, bw, id=f"{ex.name}-{bw}") for ex in TABLE for bw in ("auto",) + ex.backwards]
+
+
+@pytest.mark.parametrize("ex,backward", FORWARD_MODE)
+@settings(max_examples=1, deadline=None)
 @given(seed=SEEDS)
-def test_torch_func_jacobians_agree(ex, seed):
+def test_torch_func_jacobians_agree(ex, backward, seed):
     inputs = tuple(t.detach() for t in _inputs(ex, seed))
-    f = _fn(ex)
+    f = _fn(ex, backward=backward)
     argnums = tuple(range(len(inputs)))
     want = torch.autograd.functional.jacobian(f, inputs)
     for got in (torch.func.jacrev(f, argnums=argnums)(*inputs), torch.func.jacfwd(f, argnums=argnums)(*inputs)):
@@ -110,3 +114,13 @@ def test_forward_ad_dual_tensors():
     A = X.T @ X + lam * torch.eye(X.shape[1], dtype=X.dtype)
     want = -torch.linalg.solve(A, torch.linalg.solve(A, X.T @ y))  # dw/dlam = -A^-1 w
     _close(tangent, want)
+
+
+def test_third_derivatives_raise_instead_of_returning_zero():
+    c = P.make_case(P.BY_NAME["ridge"], 2)
+    ts = c.tensors(requires_grad=True)
+    w = P.layer("ridge")(**ts)
+    (g,) = torch.autograd.grad(w.sum(), ts["lam"], create_graph=True)
+    (h,) = torch.autograd.grad(g, ts["lam"], create_graph=True)
+    with pytest.raises(RuntimeError, match="above second order"):
+        torch.autograd.grad(h, ts["lam"])

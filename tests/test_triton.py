@@ -158,7 +158,7 @@ MULTI = {  # several vars (each var a block of the flat state), a var of rank 2 
     "two_smooth": "problem two_smooth\ndim d\nparam X[d], c\nvar w[d], b\n"
                   "minimize sumsq(w - X) + 0.5 * sumsq(b - c) + 0.1 * sum(w) * b + 0.05 * sum(exp(w)) * b ^ 2\n",
     "two_prox": "problem two_prox\ndim d\nparam X[d], c\nvar w[d], b\n"
-                "minimize sumsq(w - X) + 0.5 * sumsq(b - c) + 0.1 * sum(w) * b\nsubject to\n  b >= 0\n  w <= 0.5\n",
+                "minimize sumsq(w - X) + 0.5 * sumsq(b - c) + 0.05 * square(sum(w) + b)\nsubject to\n  b >= 0\n  w <= 0.5\n",
     "two_root": "problem two_root\nparam a[2], b[2], c[2]\nvar x, y\nroot a * x + b * y + 0.1 * sin(x * y) - c\n",
     "two_kkt": "problem two_kkt\ndim d\nparam X[d], c\nvar w[d], b\nminimize 0.5 * sumsq(w - X) + 0.5 * square(b - c)\n"
                "subject to\n  sum(w) + b <= 1\n  w - b <= 0.5\n",

@@ -460,11 +460,18 @@ def print_plan(plan: Plan) -> str:
         fill_template(template(parts[0]), values),
     ]
     for fn in plan.functions:
+        if fn.name in LAYER_ONLY:
+            continue
         lines += ["", "", f"# --- {fn.name}: {fn.doc} ---"] + print_function(fn, layout)
     lines += ["", "", fill_template(template(parts[1]), values)] + adapter_lines(plan, layout)
     for part in parts[2:]:
         lines += ["", "", fill_template(template(part), values)]
     return "\n".join(wrap(line) for line in "\n".join(lines).split("\n")).rstrip() + "\n"
+
+
+# Functions the layer evaluates with the PyTorch backend on any backend (a few ops after the solve,
+# under autograd): no kernel calls them.
+LAYER_ONLY = ("duals", "value")
 
 
 def wrap(line: str, width: int = 110) -> str:

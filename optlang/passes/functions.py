@@ -8,6 +8,7 @@ blocks `x` (vars, and duals for KKT), the params `theta`, and a tangent `v`
   vjp_x(x, theta, u)          (dF/dx)^T u    (the IFT's adjoint system)
   vjp_theta(x, theta, u)      (dF/dtheta)^T u for each param
   objective, gradient, hvp    f, grad f, grad^2 f v          (smooth and prox kinds)
+  value                       the whole objective, prox terms included   (prox kind with prox terms)
   prox(x, theta, step)        prox_{step r}(x) per var        (prox kind)
   free_mask(x, theta)         diag of prox's Jacobian at x - grad f  (prox kind, diagonal prox only)
   ineq, eq, jvp_ineq, jvp_eq  g, h and their Jacobians in x applied to v   (kkt kind)
@@ -80,6 +81,10 @@ def derive_functions(cond: Conditions) -> Functions:
             fns.append(FunctionSpec("hvp", xs + theta + v_vars,
                                     tuple((n, jvp(g, along_vars)) for n, g in zip(names, cond.gradient)),
                                     "the Hessian of the objective's smooth part in the vars, applied to v"))
+    if cond.kind == "prox" and any(vs.term is not None for vs in cond.classified.sets):
+        # The objective as written (prox terms included, minimized form): what `sol.objective` reports.
+        fns.append(FunctionSpec("value", xs + theta, (("f", problem.expr),),
+                                "the whole objective, nonsmooth terms included (minimized)"))
     if cond.kind == "prox":
         fns += _prox_functions(cond, xs, theta)
     if cond.kind == "kkt":

@@ -25,7 +25,7 @@ WIDTH = 100  # where the reasons in `method` wrap
 # when a function has several.
 OUTPUT_NAMES = {"residual": "F", "jvp_x": "Jv", "vjp_x": "JTu", "objective": "f", "gradient": "g", "hvp": "Hv",
                 "prox": "prox", "free_mask": "free", "ineq": "g", "eq": "h", "jvp_ineq": "Jg_v", "jvp_eq": "Jh_v",
-                "hvp_lagrangian": "HLv"}
+                "hvp_lagrangian": "HLv", "value": "f_all"}
 
 
 def print_conditions(stages) -> str:

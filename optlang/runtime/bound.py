@@ -122,6 +122,19 @@ class BoundProblem:
             grads[name] = value.expand(self.batch + tuple(decl))
         return grads
 
+    def take(self, index: torch.Tensor) -> "BoundProblem":
+        """The problem of the batch elements `index` (into the flattened batch), as a batch (len(index),).
+
+        A param without batch dims stays shared; the others are broadcast to the batch and indexed."""
+        params = {}
+        for p in self.plan.params:
+            t, rank = self.params[p.name], len(p.shape)
+            if t.dim() > rank:
+                decl = tuple(t.shape[t.dim() - rank:])
+                t = t.expand(self.batch + decl).reshape((-1,) + decl)[index]
+            params[p.name] = t
+        return BoundProblem(self.module, self.plan, params, self.dims, (len(index),), self.dtype, self.device)
+
     def plan_param(self, name: str):
         return next(p for p in self.plan.params if p.name == name)
 

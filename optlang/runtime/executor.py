@@ -36,13 +36,14 @@ class TorchExecutor:
         plan = bound.plan
         tol, max_iter = options["tol"], options["max_iter"]
         solver = default_solver(plan, options["solver"])
+        init = options.get("init")  # a flat state to start from (a warm start), or None
         if plan.kind == "prox":
-            return fista(bound, tol, max_iter, accelerate=solver == "fista")
+            return fista(bound, tol, max_iter, accelerate=solver == "fista", x0=init)
         if plan.kind == "kkt":
             from optlang.runtime.kkt import solve_kkt
 
-            return solve_kkt(bound, tol, max_iter)
-        x0 = torch.zeros(bound.batch + (bound.n,), dtype=bound.dtype, device=bound.device)
+            return solve_kkt(bound, tol, max_iter, init)
+        x0 = torch.zeros(bound.batch + (bound.n,), dtype=bound.dtype, device=bound.device) if init is None else init
         if solver == "anderson":
             return anderson(lambda x: x - bound.residual(x), x0, tol, max_iter)
         return newton(bound, x0, tol, max_iter, minimize=plan.kind == "smooth")

@@ -186,7 +186,13 @@ class AdjointSolve(torch.autograd.Function):
                          else (None,) * (1 + len(theta)))
         x_bar = None if grads[0] is None else -grads[0]
         theta_bar = tuple(None if gt is None else -gt.sum_to_size(t.shape) for gt, t in zip(grads[1:], tensors))
-        return (None, x_bar, z) + theta_bar
+        out = (x_bar, z) + theta_bar
+        if torch.is_grad_enabled():  # create_graph=True: a third derivative must raise, not come out 0
+            x, w, *tensors = ctx.saved_tensors
+            present = [t for t in out if t is not None]
+            guarded = iter(_SecondOrderOnly.apply(len(present), *present, w_bar, x, w, *tensors))
+            out = tuple(None if t is None else next(guarded) for t in out)
+        return (None,) + out
 
     @staticmethod
     def jvp(ctx, _state_tangent, dx, dg, *dtheta):
@@ -291,3 +297,16 @@ class AdjointTangent(torch.autograd.Function):
         dx, dg = (None if t is None else t.expand(shape) for t in (dx, dg))
         out = AdjointTangent.apply(state, x, w, dx, dg, *rest)
         return out, 0 if any(d is not None for d in in_dims[1:]) else None
+
+
+class _SecondOrderOnly(torch.autograd.Function):
+    """The identity on the second-order backward's results, tied to its inputs so that differentiating
+    them once more reaches this node and raises (their own graph would otherwise be empty: a zero)."""
+
+    @staticmethod
+    def forward(ctx, count, *tensors):
+        return tuple(t.clone() for t in tensors[:count])
+
+    @staticmethod
+    def backward(ctx, *_):
+        raise RuntimeError("optlang: derivatives above second order through a solve are not supported")

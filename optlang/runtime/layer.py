@@ -2,7 +2,10 @@
 from __future__ import annotations
 
 import collections
+import functools
 import os
+import sys
+import time
 import warnings
 from dataclasses import dataclass
 
@@ -53,14 +56,24 @@ class Stats:
 
 
 class Solution:
-    """The solution of one call: each var by name, `duals` by label, and `stats`."""
+    """The solution of one call: each var by name, `duals` by label, `objective` (the objective's value
+    at the solution per batch element, as written: maximized for maximize; None for root and fixed
+    point problems), and `stats`. Picklable (tensors and plain data only)."""
 
-    def __init__(self, values: dict, duals: dict, stats: Stats):
+    def __init__(self, values: dict, duals: dict, stats: Stats, objective=None, state=None):
         self._values = values
         self.duals = duals
         self.stats = stats
+        self.objective = objective
+        self._state = state  # the flat solver state (vars, then KKT duals), detached: for warm starts
         for name, value in values.items():
             setattr(self, name, value)
+
+    def warm_start(self) -> "WarmStart":
+        """What to pass as `init=` to a later call: this solution's vars and duals (detached).
+
+        Gradients do not flow through a starting point: the implicit derivative does not depend on it."""
+        return WarmStart(self._state)
 
     def __getitem__(self, name: str):
         return self._values[name]
@@ -68,6 +81,31 @@ class Solution:
     def __repr__(self) -> str:
         names = ", ".join(self._values)
         return f"Solution({names}; converged {int(self.stats.converged.sum())}/{self.stats.converged.numel()})"
+
+
+@dataclass
+class WarmStart:
+    """A flat solver state to start from (see `Solution.warm_start`)."""
+
+    state: torch.Tensor
+
+
+def solution_tuple(problem: str, names: tuple, values: tuple):
+    """The named tuple `{problem}_solution` of a several-var problem's vars, one type per problem and names.
+
+    Built at module level and rebuilt by name when unpickled, so results pickle and `torch.save`
+    in any process (a class made per layer could not be found again by pickle)."""
+    return _solution_type(problem, tuple(names))(*values)
+
+
+@functools.lru_cache(maxsize=None)
+def _solution_type(problem: str, names: tuple):
+    # Var names are identifiers the grammar accepts; `rename=True` keeps any that Python reserves
+    # (a leading underscore, a keyword) as positional fields instead of failing.
+    typename = f"{problem}_solution"
+    base = collections.namedtuple(typename, names, rename=True)
+    reduce = lambda self: (solution_tuple, (problem, names, tuple(self)))  # noqa: E731
+    return type(typename, (base,), {"__slots__": (), "__reduce__": reduce})
 
 
 def compile_file(path, **options) -> "Layer":
@@ -101,18 +139,29 @@ class Layer(torch.nn.Module):
         self._defaults.update(self._check_options(options))
         self._backend = _check_backend(backend)
         self._fallbacks: set = set()  # the reasons already warned about for running on PyTorch, not Triton
-        self._solution_type = collections.namedtuple(f"{self.plan.problem}_solution", [v.name for v in self.plan.vars])
+        self._source = (text, name, backend, dict(options))
+
+    def __reduce__(self):
+        # A layer pickles as its source and options, and compiles again when loaded.
+        return (_rebuild_layer, self._source)
 
     # -- public API ------------------------------------------------------------------
-    def forward(self, **kwargs):
-        """The solution: the var's tensor, or a named tuple of the vars when there are several."""
-        sol = self.solve(**kwargs)
+    def forward(self, *args, **kwargs):
+        """The solution: the var's tensor, or a named tuple of the vars when there are several.
+
+        Parameters by name, or positionally in declaration order (a one-param layer fits in
+        nn.Sequential)."""
+        sol = self.solve(*args, **kwargs)
         names = tuple(v.name for v in self.plan.vars)
         if len(names) == 1:
             return sol[names[0]]
-        return self._solution_type(*(sol[n] for n in names))
+        return solution_tuple(self.plan.problem, names, tuple(sol[n] for n in names))
 
-    def solve(self, warn: bool = True, backend: str | None = None, **kwargs) -> Solution:
+    def solve(self, *args, warn: bool = True, backend: str | None = None, init=None, verbose: bool = False,
+              **kwargs) -> Solution:
+        """Solve; parameters by name or positionally in declaration order. `init`: a starting point, a
+        `WarmStart` (`sol.warm_start()`) or {var name: tensor}; `verbose`: log one line per solve."""
+        kwargs = self._positional(args, kwargs)
         call_options = {k: kwargs.pop(k) for k in CALL_OPTIONS if k in kwargs}
         params = binding.to_tensors(self.plan, kwargs)
         dims, batch = binding.bind_dims(self.plan, params)
@@ -130,7 +179,14 @@ class Layer(torch.nn.Module):
         dtype = some.dtype if some is not None else torch.get_default_dtype()
         device = some.device if some is not None else torch.device("cpu")
         options = self._options(call_options, dtype)
+        if init is not None:
+            options["init"] = self._initial_state(init, dims, batch, dtype, device)
+            if backend is None and self._backend is None:
+                backend = "torch"  # the Triton kernels start from their own point: warm starts run on PyTorch
+            elif (backend or self._backend) == "triton":
+                raise CallError("init= (a warm start) is not supported by the triton backend; use backend='torch'")
         names = tuple(p.name for p in self.plan.params)
+        started = time.perf_counter()
         if options["backward"] == "unroll":
             # Differentiate through the solver's iterations (for comparison): autograd records the
             # PyTorch solver as it runs, whichever backend was asked for.
@@ -151,6 +207,8 @@ class Layer(torch.nn.Module):
             result, bound = state.result, state.bound
         stats = Stats(result.converged, result.iterations, result.residual, result.status_codes(),
                       LOCAL_NOTE if self.plan.local else "")
+        if verbose:
+            _log_solve(self.plan, options, stats, time.perf_counter() - started)
         if warn and not stats.all_converged:
             bad = [tuple(i) for i in (~stats.converged).nonzero().tolist()]
             warnings.warn(
@@ -174,7 +232,62 @@ class Layer(torch.nn.Module):
             for (name, _), value in zip(self.plan.function("duals").outputs, written):
                 label = next(b.label for b in self.plan.duals if b.name == name)
                 duals[label] = value.expand(blocks[name].shape) if value.shape != blocks[name].shape else value
-        return Solution(values, duals, stats)
+        return Solution(values, duals, stats, self._objective(flat, params, dims, batch, dtype, device),
+                        flat.detach())
+
+    def _objective(self, flat, params, dims, batch, dtype, device):
+        """The objective at the solution, as written (under autograd, like the vars)."""
+        name = "value" if self.plan.function("value") is not None else "objective"
+        if self.plan.function(name) is None:
+            return None
+        from optlang.runtime.executor import TorchExecutor
+
+        bound = BoundProblem(TorchExecutor().module_for(self.plan), self.plan, params, dims, batch, dtype, device)
+        value = torch.as_tensor(bound.call(name, state=flat), dtype=dtype, device=device).expand(flat.shape[:-1])
+        return -value if self.plan.sense == "maximize" else value
+
+    def _positional(self, args: tuple, kwargs: dict) -> dict:
+        names = [p.name for p in self.plan.params]
+        if len(args) > len(names):
+            raise CallError(f"problem '{self.plan.problem}' takes {len(names)} parameter(s) "
+                            f"({', '.join(names) or 'none'}), {len(args)} given positionally")
+        twice = [n for n in names[: len(args)] if n in kwargs]
+        if twice:
+            raise CallError(f"parameter '{twice[0]}' given both positionally and by name")
+        return dict(zip(names, args), **kwargs)
+
+    def _initial_state(self, init, dims, batch, dtype, device):
+        """The flat state (*batch, N) a warm start begins at: a WarmStart's, or vars by name (else 0)."""
+        bound = BoundProblem(None, self.plan, {}, dims, batch, dtype, device)
+        shape = batch + (bound.n,)
+        if isinstance(init, Solution):
+            init = init.warm_start()
+        if isinstance(init, WarmStart):
+            state = torch.as_tensor(init.state).detach().to(dtype=dtype, device=device)
+            if state.shape[-1] != bound.n:
+                raise CallError(f"init: a warm start of {state.shape[-1]} entries, this call's state has {bound.n}")
+            try:
+                return state.expand(shape).clone()
+            except RuntimeError:
+                raise CallError(f"init: a warm start of batch {tuple(state.shape[:-1])} does not broadcast to "
+                                f"this call's batch {batch}") from None
+        if not isinstance(init, dict):
+            raise CallError("init: expected sol.warm_start() or {var name: tensor}, "
+                            f"found {type(init).__name__}")
+        state = torch.zeros(shape, dtype=dtype, device=device)
+        known = {v.name for v in self.plan.vars}
+        for name, value in init.items():
+            if name not in known:
+                raise CallError(f"init: '{name}' is not a var of problem '{self.plan.problem}'; its vars are "
+                                f"{', '.join(sorted(known))}")
+            offset, size, block = bound.state[name]
+            t = torch.as_tensor(value).detach().to(dtype=dtype, device=device)
+            try:
+                state[..., offset: offset + size] = t.expand(batch + block).reshape(batch + (size,))
+            except RuntimeError:
+                raise CallError(f"init: var '{name}' has shape {block} (with batch {batch}), found "
+                                f"{tuple(t.shape)}") from None
+        return state
 
     # -- helpers -----------------------------------------------------------------------
     def _check_options(self, options: dict) -> dict:
@@ -230,6 +343,22 @@ class Layer(torch.nn.Module):
                                   RuntimeWarning, stacklevel=user_stacklevel())
                 return TorchExecutor()
         return TritonExecutor()
+
+
+def _rebuild_layer(text, name, backend, options):
+    return Layer(text, name, backend=backend, **options)
+
+
+def _log_solve(plan, options: dict, stats: Stats, seconds: float) -> None:
+    from optlang.passes.select import default_solver
+
+    n = stats.converged.numel()
+    solver = default_solver(plan, options["solver"])
+    worst = float(stats.residual.max()) if n else 0.0
+    most = int(stats.iterations.max()) if n else 0
+    print(f"optlang: {plan.problem}: {solver}, {n} element(s), {int(stats.converged.sum())} converged, "
+          f"iterations <= {most}, max relative residual {worst:.3g} (tol {options['tol']:.3g}), "
+          f"{1e3 * seconds:.1f} ms", file=sys.stderr)
 
 
 def _check_backend(backend):

@@ -74,13 +74,25 @@ class _Point:
     Jh: torch.Tensor
 
 
-def ipm(prob, tol: float, max_iter: int) -> KKTResult:
-    """Solve the batch of problems `prob` to relative KKT residual `tol`."""
+WARM_MARGIN = 1e-2  # a warm start's slacks and inequality duals are moved at least this far inside
+
+
+def ipm(prob, tol: float, max_iter: int, start=None) -> KKTResult:
+    """Solve the batch of problems `prob` to relative KKT residual `tol`.
+
+    `start`: (x, lam, nu) of a previous solution to warm-start from, else the cold start x = 0.
+    An interior-point method needs s, lam > 0 strictly: a warm start keeps x and nu and moves the
+    slacks and duals at least WARM_MARGIN inside (a solution's are ~0 on active constraints).
+    """
     B, n = prob.batch_size, prob.n
-    x = torch.zeros(B, n, dtype=prob.dtype, device=prob.device)
-    pt = _point(prob, x, None, None, x.new_zeros(B, prob.p))
-    # Slacks make the start feasible in g + s = 0 where g(0) is far inside, else 1.
-    pt = replace(pt, s=torch.clamp(-pt.g, min=1.0), lam=torch.ones_like(pt.g))
+    x = torch.zeros(B, n, dtype=prob.dtype, device=prob.device) if start is None else start[0]
+    nu = x.new_zeros(B, prob.p) if start is None else start[2]
+    pt = _point(prob, x, None, None, nu)
+    if start is None:
+        # Slacks make the start feasible in g + s = 0 where g(0) is far inside, else 1.
+        pt = replace(pt, s=torch.clamp(-pt.g, min=1.0), lam=torch.ones_like(pt.g))
+    else:
+        pt = replace(pt, s=torch.clamp(-pt.g, min=WARM_MARGIN), lam=torch.clamp(start[1], min=WARM_MARGIN))
     res = _kkt_residual(pt)
     status = torch.where(res <= tol, CONVERGED, MAX_ITER).to(torch.int64)
     iters = torch.zeros(B, dtype=torch.int64, device=x.device)

@@ -6,6 +6,8 @@ problems it is Armijo on the merit |F|^2 / 2. Converged elements stop moving.
 """
 from __future__ import annotations
 
+import math
+
 import torch
 
 from optlang.solvers.linalg import solve
@@ -13,36 +15,56 @@ from optlang.solvers.result import SolveResult, relative_residual
 
 ARMIJO = 1e-4
 MAX_HALVINGS = 40
+COMPACT = 0.5  # compact the batch when at most this fraction of it is still unconverged
 
 
 def newton(prob, x0: torch.Tensor, tol: float, max_iter: int, minimize: bool) -> SolveResult:
-    """Solve residual(x) = 0 by Newton steps from x0."""
-    x = x0.clone()
-    F = prob.residual(x)
+    """Solve residual(x) = 0 by Newton steps from x0.
+
+    Converged elements leave the batch (compaction): once at most COMPACT of the elements still
+    iterating are unconverged, the others are written back and the rest go on as a smaller batch,
+    so a few stragglers cost their own iterations, not the whole batch's.
+    """
+    batch, n = x0.shape[:-1], x0.shape[-1]
+    size = math.prod(batch)
+    index = torch.arange(size, device=x0.device)
+    sub = prob.take(index)
+    x = x0.reshape(size, n).clone()
+    F = sub.residual(x)
     scale = F.abs().amax(dim=-1)
     res = relative_residual(F, scale)
     done = res <= tol
-    iters = torch.zeros(x.shape[:-1], dtype=torch.int64, device=x.device)
+    iters = torch.zeros(size, dtype=torch.int64, device=x.device)
+    out_x, out_res, out_done, out_iters = x, res, done, iters
     for _ in range(max_iter):
         if bool(done.all()):
             break
-        J = prob.jacobian(x)
+        if int((~done).sum()) <= COMPACT * len(index):
+            out_x, out_res, out_done, out_iters = (o.index_copy(0, index, v) for o, v in
+                                                   ((out_x, x), (out_res, res), (out_done, done), (out_iters, iters)))
+            keep = ~done
+            index, x, F, scale, res, done, iters = (v[keep] for v in (index, x, F, scale, res, done, iters))
+            sub = prob.take(index)
+        J = sub.jacobian(x)
         dx, _ = solve(J, -F)
         if minimize:
             slope = (F * dx).sum(-1)
             dx = torch.where((slope < 0)[..., None], dx, -F)
-            merit0 = prob.objective(x)
+            merit0 = sub.objective(x)
             slope = (F * dx).sum(-1)
         else:
             merit0 = 0.5 * (F * F).sum(-1)
             slope = -2.0 * merit0
         dx = torch.where(done[..., None], torch.zeros_like(dx), dx)
-        x = _line_search(prob, x, dx, merit0, slope, minimize, done)
-        F = prob.residual(x)
+        x = _line_search(sub, x, dx, merit0, slope, minimize, done)
+        F = sub.residual(x)
         iters = iters + (~done).long()
         res = relative_residual(F, scale)
         done = done | (res <= tol)
-    return SolveResult(x, done, iters, res)
+    out_x, out_res, out_done, out_iters = (o.index_copy(0, index, v) for o, v in
+                                           ((out_x, x), (out_res, res), (out_done, done), (out_iters, iters)))
+    return SolveResult(out_x.reshape(batch + (n,)), out_done.reshape(batch), out_iters.reshape(batch),
+                       out_res.reshape(batch))
 
 
 def _line_search(prob, x, dx, merit0, slope, minimize, done):
@@ -61,6 +83,15 @@ def _line_search(prob, x, dx, merit0, slope, minimize, done):
         # rounding through, instead of halving it away near the solution.
         slack = 8 * torch.finfo(merit.dtype).eps * merit0.abs()
         ok = torch.isfinite(merit) & (merit <= merit0 + ARMIJO * t * slope + slack)
+        if minimize:
+            # Near the minimum the decrease a step predicts (-slope) is below the rounding of the
+            # objective, and comparing objective values is noise (cancellation): there the full step is
+            # judged by the gradient instead, which must shrink.
+            flat = -slope <= 64 * torch.finfo(merit.dtype).eps * torch.clamp(merit0.abs(), min=1.0)
+            Ft = prob.gradient(trial) if bool(flat.any()) else None
+            if Ft is not None:
+                shrinks = (Ft.abs().amax(-1) < prob.gradient(x).abs().amax(-1)) & torch.isfinite(Ft).all(-1)
+                ok = ok | (flat & shrinks)
         newly = ok & ~accepted
         x_new = torch.where(newly[..., None], trial, x_new)
         accepted = accepted | ok

@@ -23,10 +23,10 @@ POLISH_EVERY = 50  # FISTA iterations between polish attempts while some element
 MAX_BACKTRACK = 60
 
 
-def fista(prob, tol: float, max_iter: int, accelerate: bool = True) -> SolveResult:
-    """Minimize f + r, r given by its prox `prob.prox`, from the projection of 0."""
+def fista(prob, tol: float, max_iter: int, accelerate: bool = True, x0=None) -> SolveResult:
+    """Minimize f + r, r given by its prox `prob.prox`, from the projection of x0 (default 0)."""
     zero = torch.zeros(prob.batch + (prob.n,), dtype=prob.dtype, device=prob.device)
-    x = prob.prox(zero, torch.zeros(prob.batch, dtype=prob.dtype, device=prob.device))
+    x = prob.prox(zero if x0 is None else x0, torch.zeros(prob.batch, dtype=prob.dtype, device=prob.device))
     F = prob.residual(x)
     scale = F.abs().amax(dim=-1)
     res = relative_residual(F, scale)
