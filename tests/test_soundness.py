@@ -169,3 +169,28 @@ def test_a_non_finite_residual_ends_failed_not_max_iter():
     res = SolveResult(x, torch.tensor([True, False, False]), torch.zeros(3, dtype=torch.int64),
                       torch.tensor([0.0, 1.0, float("nan")]))
     assert res.status_codes().tolist() == [0, MAX_ITER, FAILED]
+
+
+def test_newton_compacts_the_batch_so_stragglers_iterate_alone(monkeypatch):
+    """Once most elements have converged, the Jacobians are built for the stragglers only."""
+    from optlang.runtime.bound import BoundProblem
+
+    layer = optlang.compile_string("problem p\ndim n\nparam a[n], c\nvar x[n]\n"
+                                   "minimize sum(exp(c * x)) - dot(a, x) + 0.01 * sumsq(x)\n")
+    a = torch.full((8, 3), 0.5, dtype=torch.float64)
+    c = torch.ones(8, dtype=torch.float64)
+    c[5] = 25.0  # steep: Newton needs many more steps here
+    sizes = []
+    jacobian = BoundProblem.jacobian
+
+    def recording(self, x, which="jvp_x", size=None):
+        sizes.append(x.shape[0])
+        return jacobian(self, x, which, size)
+
+    monkeypatch.setattr(BoundProblem, "jacobian", recording)
+    sol = layer.solve(a=a, c=c)
+    assert sol.stats.all_converged
+    assert int(sol.stats.iterations[5]) > int(sol.stats.iterations[0])
+    assert sizes[0] == 8 and sizes[-1] == 1
+    alone = layer.solve(a=a[5], c=c[5])
+    assert torch.allclose(sol.x[5], alone.x, atol=1e-12, rtol=0)
