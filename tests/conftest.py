@@ -24,4 +24,6 @@ settings.register_profile(
     "ci", derandomize=True, deadline=None, max_examples=15, suppress_health_check=[HealthCheck.too_slow]
 )
 settings.register_profile("dev", deadline=None, max_examples=50, suppress_health_check=[HealthCheck.too_slow])
+# HYPOTHESIS_PROFILE=fuzz: 10,000 cases per property (the fuzz tests of test_errors and test_hostile).
+settings.register_profile("fuzz", deadline=None, max_examples=10_000, suppress_health_check=list(HealthCheck))
 settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "ci"))

@@ -338,7 +338,7 @@ def test_solve_without_data(capsys):
 def test_bad_option_value(capsys, tmp_path):
     np.savez(tmp_path / "p.npz", **example_data("examples/ridge.opt"))
     status, _, err = call(capsys, "solve", "examples/ridge.opt", "--data", str(tmp_path / "p.npz"), "--tol=-1")
-    assert (status, err) == (1, "optlang solve: error: option tol must be positive (found -1.0)\n")
+    assert (status, err) == (1, "optlang solve: error: option tol must be a finite positive number (found -1.0)\n")
 
 
 def test_unwritable_out(capsys, tmp_path):

@@ -415,20 +415,30 @@ t.opt:7:12: error: option solver must be one of "auto", "newton", "pgd", "fista"
              ^
 found 1"""),
     ('tol-negative', S + "options\n  tol = -1\n", """\
-t.opt:7:9: error: option tol must be positive
+t.opt:7:9: error: option tol must be a finite positive number
     tol = -1
           ^^
 found -1"""),
     ('tol-zero', S + "options\n  tol = 0\n", """\
-t.opt:7:9: error: option tol must be positive
+t.opt:7:9: error: option tol must be a finite positive number
     tol = 0
           ^
 found 0"""),
     ('tol-underflows', S + "options\n  tol = 1e-400\n", """\
-t.opt:7:9: error: option tol must be positive
+t.opt:7:9: error: option tol must be a finite positive number
     tol = 1e-400
           ^^^^^^
 found 0.0"""),
+    ('tol-infinite', S + "options\n  tol = 1e400\n", """\
+t.opt:7:9: error: the number 1e400 is too large: it overflows float64 (to inf)
+    tol = 1e400
+          ^^^^^
+numbers must have a magnitude below 1.8e308"""),
+    ("literal-overflows", S.replace("minimize sumsq(w - y)", "minimize 1e400 * sumsq(w - y)"), """\
+t.opt:5:10: error: the number 1e400 is too large: it overflows float64 (to inf)
+  minimize 1e400 * sumsq(w - y)
+           ^^^^^
+numbers must have a magnitude below 1.8e308"""),
     ('tol-a-string', S + "options\n  tol = \"small\"\n", """\
 t.opt:7:9: error: option tol must be a number
     tol = "small"
@@ -821,10 +831,10 @@ def poor(id_: str, src: str, expected: str, reason: str):
 
 POOR = [
     poor("max-iter-overflows", S + "options\n  max_iter = 1e400\n", """\
-t.opt:7:14: error: option max_iter must be a positive integer
+t.opt:7:14: error: the number 1e400 is too large: it overflows float64 (to inf)
     max_iter = 1e400
                ^^^^^
-found inf""", "OverflowError from int(inf) in ir/check.py option_value, not an OptError"),
+numbers must have a magnitude below 1.8e308""", "OverflowError from int(inf) in ir/check.py option_value, not an OptError"),
     poor("axis-given-twice", V + "minimize sumsq(w) + sum(w, axis=0, axis=0)\n", """\
 t.opt:5:36: error: axis is given twice in sum
   minimize sumsq(w) + sum(w, axis=0, axis=0)

@@ -106,6 +106,10 @@ def _op_text(op, fn: Function, scalars: set) -> str:
             return f"torch.clamp({tensor}, {side}={number})"
         t = a if op.args[0] not in scalars else b
         return BINARY[op.prim].format(a=a, b=b, t=t)
+    if op.prim != "broadcast" and any(a in scalars for a in op.args):  # (broadcast_to takes numbers too)
+        # Shape ops and products take tensors, not Python numbers.
+        op = type(op)(op.out, op.prim, tuple(f"torch.as_tensor({a}, dtype=like.dtype, device=like.device)"
+                                             if a in scalars else a for a in op.args), op.attrs, op.shape, op.note)
     if op.prim == "matmul":
         a, b = op.args
         pair = tuple(ranks)

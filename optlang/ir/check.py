@@ -12,7 +12,7 @@ from optlang.syntax import ast
 
 SOLVERS = ("auto", "newton", "pgd", "fista", "ipm", "admm", "anderson")
 BACKWARDS = ("auto", "direct", "cg", "gmres", "neumann", "unroll")
-RESERVED_PARAM_NAMES = ("backend", "backward", "max_iter", "solver", "tol", "warn")
+RESERVED_PARAM_NAMES = ("backend", "backward", "init", "max_iter", "solver", "tol", "verbose", "warn")
 OPTION_KINDS = {"solver": str, "backward": str, "tol": float, "max_iter": int}
 
 
@@ -119,9 +119,13 @@ def option_value(key: str, value, span=None):
         if not math.isfinite(float(value)) or not float(value).is_integer() or value < 1:
             raise OptError(f"option {key} must be a positive integer", span, f"found {_value_text(value)}")
         return int(value)
-    if not value > 0:
-        raise OptError(f"option {key} must be positive", span, f"found {value!r}")
-    return float(value)
+    try:
+        number = float(value)
+    except (TypeError, ValueError):
+        raise OptError(f"option {key} must be a number", span, f"found {value!r}") from None
+    if not (math.isfinite(number) and number > 0):
+        raise OptError(f"option {key} must be a finite positive number", span, f"found {_value_text(value)}")
+    return number
 
 
 def _value_text(value) -> str:

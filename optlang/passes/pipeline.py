@@ -37,28 +37,54 @@ MAX_DEPTH = 10_000  # recursion limit while compiling: long sums nest one level 
 
 
 @contextlib.contextmanager
-def deep_expressions(name: str):
-    """Allow deeply nested expressions, and report the ones past even that as an OptError."""
+def deep_expressions(name: str, text: str | None = None):
+    """Allow deeply nested expressions, and report the ones past even that as an OptError located
+    at the innermost point of the deepest nesting (where the limit was exceeded)."""
     old = sys.getrecursionlimit()
     sys.setrecursionlimit(max(old, MAX_DEPTH))
     try:
         yield
     except RecursionError:
-        raise OptError(f"{name}: an expression is nested too deeply",
-                       detail="split it with `let` into named parts") from None
+        span = None if text is None else _deepest_span(text, name)
+        raise OptError("an expression is nested too deeply" if span else f"{name}: an expression is nested too deeply",
+                       span, "split it with `let` into named parts") from None
     finally:
         sys.setrecursionlimit(old)
 
 
+def _deepest_span(text: str, name: str):
+    """The span of the token deepest in the parse tree (an iterative walk: no recursion here)."""
+    from optlang.errors import Source, Span
+    from optlang.syntax.parser import _lark
+
+    try:
+        tree = _lark().parse(text)
+    except Exception:  # noqa: BLE001  (only a location is wanted; without one the error still stands)
+        return None
+    best, best_depth = None, -1
+    stack = [(tree, 0)]
+    while stack:
+        node, depth = stack.pop()
+        children = getattr(node, "children", None)
+        if children is None:
+            if depth > best_depth and getattr(node, "line", None) is not None:
+                best, best_depth = node, depth
+            continue
+        stack.extend((c, depth + 1) for c in children)
+    if best is None:
+        return None
+    return Span(best.line, best.column, best.end_line, best.end_column, Source(name, text))
+
+
 def check_source(text: str, name: str = "<string>"):
     """Parse and type-check only (what `optlang check` and `optlang ir` need)."""
-    with deep_expressions(name):
+    with deep_expressions(name, text):
         return build(parse(text, name))
 
 
 def run(text: str, name: str = "<string>") -> Stages:
     """Run every pass; raises OptError (with file:line:col) on the first problem."""
-    with deep_expressions(name):
+    with deep_expressions(name, text):
         return _run(text, name)
 
 

@@ -55,6 +55,12 @@ def _common_dtype_device(raw: dict, kwargs: dict):
     floats = [t for n, t in raw.items() if isinstance(kwargs[n], torch.Tensor) and t.is_floating_point()]
     floats += [torch.empty(0, dtype=torch.from_numpy(np.asarray(kwargs[n])).dtype) for n in raw
                if isinstance(kwargs[n], (np.ndarray, np.floating)) and np.asarray(kwargs[n]).dtype.kind == "f"]
+    low = [n for n, t in raw.items() if isinstance(kwargs[n], torch.Tensor) and t.dtype in (torch.float16, torch.bfloat16)]
+    if low:
+        t = raw[low[0]]
+        raise CallError(f"parameter '{low[0]}': {str(t.dtype).replace('torch.', '')} is not supported (the solvers "
+                        "need float32 or float64 to reach their tolerances); pass it as .float() or .double() "
+                        "and cast the solution back if you need to")
     dtype = torch.get_default_dtype()
     if floats:
         dtype = max((t.dtype for t in floats), key=lambda d: torch.finfo(d).bits)
@@ -65,6 +71,10 @@ def _common_dtype_device(raw: dict, kwargs: dict):
         listing = ", ".join(f"{n} on {t.device}" for n, t in raw.items() if isinstance(kwargs[n], torch.Tensor))
         raise CallError(f"parameters are on different devices ({listing}); move them to one device")
     device = devices.pop() if devices else torch.device("cpu")
+    if device.type not in ("cpu", "cuda"):
+        name = next(n for n, t in raw.items() if isinstance(kwargs[n], torch.Tensor))
+        raise CallError(f"parameter '{name}': tensors on the '{device.type}' device are not supported; "
+                        "optlang solves on 'cpu' and 'cuda'")
     return dtype, device
 
 

@@ -19,6 +19,7 @@ this same Function's first-order backward).
 from __future__ import annotations
 
 import dataclasses
+import math
 import warnings
 from dataclasses import dataclass, field
 
@@ -69,6 +70,16 @@ class CallState:
         return method, backward_tol(self.options, bound.dtype), J
 
 
+def _empty_result(bound):
+    from optlang.solvers.result import SolveResult
+
+    def empty(dtype):
+        return torch.zeros(bound.batch, dtype=dtype, device=bound.device)
+
+    x = torch.zeros(bound.batch + (bound.n,), dtype=bound.dtype, device=bound.device)
+    return SolveResult(x, empty(torch.bool), empty(torch.int64), empty(bound.dtype))
+
+
 def _to_params(grads: dict, names, tensors, wanted=None) -> tuple:
     out = []
     for name, t in zip(names, tensors):
@@ -88,7 +99,10 @@ class ImplicitSolve(torch.autograd.Function):
             binding.check_domains(state.plan, dict(zip(state.names, tensors)))
         bound = state.bind(tensors)
         state.bound = bound
-        state.result = state.executor.solve(bound, state.options)
+        if math.prod(bound.batch) == 0:  # an empty batch: nothing to solve (and some kernels cannot take 0)
+            state.result = _empty_result(bound)
+        else:
+            state.result = state.executor.solve(bound, state.options)
         return state.result.x.reshape(bound.batch + (bound.n,)).clone()
 
     @staticmethod
@@ -104,6 +118,9 @@ class ImplicitSolve(torch.autograd.Function):
         x, *tensors = ctx.saved_tensors
         wanted = {name for name, needs in zip(state.names, ctx.needs_input_grad[1:]) if needs}
         g = grad_out.to(x.dtype)
+        if x.numel() == 0:  # an empty batch: empty (or zero, for a param the batch shares) gradients
+            return (None,) + tuple(torch.zeros_like(t) if name in wanted else None
+                                   for name, t in zip(state.names, tensors))
         if torch.is_grad_enabled():  # create_graph=True: a backward that autograd can differentiate
             w = AdjointSolve.apply(state, x, g, *tensors)
             bound = state.bind(tensors, state.torch_module)

@@ -7,6 +7,7 @@ raised inside the Lark transformer are unwrapped from Lark's `VisitError`.
 from __future__ import annotations
 
 import dataclasses
+import math
 from dataclasses import dataclass
 from typing import Any
 
@@ -52,7 +53,11 @@ def _num(tok: Token, source: Source, sign: Token | None = None) -> ast.Number:
     if sign is not None:
         span = _tok_span(sign, source).join(span)
         text = "-" + text
-    return ast.Number(float(text), text, span)
+    value = float(text)
+    if not math.isfinite(value):  # 1e400 reads as inf: not a number anyone means, and not printable code
+        raise OptError(f"the number {str(tok)} is too large: it overflows float64 (to inf)", _tok_span(tok, source),
+                       "numbers must have a magnitude below 1.8e308")
+    return ast.Number(value, text, span)
 
 
 def _tok_span(tok: Token, source: Source) -> Span:

@@ -1,0 +1,119 @@
+"""Hostile calls end in a CallError naming the parameter, or in a result with statuses; never in a
+torch error from inside (regressions of the fuzzing issue, each once a crash or a quiet wrong answer)."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+from hypothesis import given, settings, strategies as st
+
+import optlang
+from optlang.errors import CallError
+from test_classes import example
+
+
+def test_an_infinite_tolerance_is_refused_per_call():
+    with pytest.raises(CallError, match=r"option tol must be a finite positive number \(found inf\)"):
+        example("sparsemax")(v=torch.zeros(2, 3), tol=float("inf"))
+    with pytest.raises(CallError, match="option tol must be a finite positive number"):
+        example("sparsemax")(v=torch.zeros(2, 3), tol=float("nan"))
+
+
+@pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16], ids=str)
+def test_half_precision_is_refused_with_a_hint(dtype):
+    with pytest.raises(CallError, match=r"parameter 'v': .*float16 is not supported.*\.float\(\)"):
+        example("sparsemax")(v=torch.zeros(2, 3, dtype=dtype))
+
+
+def test_meta_tensors_are_refused_by_name():
+    with pytest.raises(CallError, match="parameter 'v': tensors on the 'meta' device are not supported"):
+        example("sparsemax")(v=torch.zeros(2, 3, device="meta"))
+
+
+@pytest.mark.parametrize("name", ["sparsemax", "lasso", "qp", "deq"])
+def test_an_empty_batch_gives_empty_results_and_gradients(name):
+    from test_classes import BY_NAME
+    import references as R
+
+    ex = BY_NAME[name]
+    one, _ = R.draw(ex.sample, 0, ex.fixed_size, ())
+    # The first param gets a batch of 0; the others are shared.
+    ts = {n: torch.tensor(one[n], dtype=torch.float64, requires_grad=True) for n in ex.params}
+    first = ex.params[0]
+    ts[first] = torch.zeros((0,) + ts[first].shape, dtype=torch.float64, requires_grad=True)
+    sol = example(name).solve(**ts)
+    x = sol[ex.outputs[0]]
+    assert x.shape[0] == 0 and sol.stats.converged.shape == (0,)
+    grads = torch.autograd.grad(x.sum(), list(ts.values()), allow_unused=True)
+    assert grads[0].shape == ts[first].shape
+    assert all(g is None or float(g.abs().sum()) == 0.0 for g in grads)
+
+
+@pytest.mark.parametrize("name", ["_", "True", "None", "__import__", "lambda"])
+def test_any_var_name_the_grammar_accepts_works(name):
+    layer = optlang.compile_string(f"problem p\nparam a\nvar {name}, y\nminimize ({name} - a)^2 + (y + a)^2\n")
+    out = layer(torch.tensor(1.0, dtype=torch.float64))
+    assert float(out[0]) == pytest.approx(1.0) and float(out.y) == pytest.approx(-1.0)
+    assert float(layer.solve(torch.tensor(1.0, dtype=torch.float64))[name]) == pytest.approx(1.0)
+
+
+@settings(max_examples=10, deadline=None)
+@given(seed=st.integers(0, 2**32 - 1), exponent=st.sampled_from([100, 200, 300]))
+def test_huge_finite_data_ends_in_statuses_not_a_torch_error(seed, exponent):
+    rng = np.random.default_rng(seed)
+    A = rng.standard_normal((3, 5, 3))
+    A[0, 0, 0] = 10.0 ** exponent
+    b = rng.standard_normal((3, 5))
+    sol = optlang.compile_string("problem nnls\ndim m, n\nparam A[m, n], b[m]\nvar x[n]\n"
+                                 "minimize 0.5 * sumsq(A @ x - b)\nsubject to\n  x >= 0\n").solve(
+        A=torch.tensor(A), b=torch.tensor(b), warn=False)
+    assert torch.isfinite(sol.x).all()
+    assert len(sol.stats.status_names()) == 3
+
+
+def test_too_deep_nesting_is_located_at_the_innermost_point():
+    src = "problem p\nparam a\nvar x\nminimize " + "exp(" * 3000 + "x" + ")" * 3000 + " + (x - a)^2\n"
+    with pytest.raises(optlang.OptError) as info:
+        optlang.compile_string(src, "t.opt")
+    # the innermost `x`: after "minimize " (9 characters) and 3000 "exp(" (4 each), 1-based
+    assert str(info.value).startswith(f"t.opt:4:{9 + 4 * 3000 + 1}: error: an expression is nested too deeply")
+
+
+# -- fuzz: mutated examples that compile are called with random data --------------------------------
+def _random_params(plan, rng, batch: tuple) -> dict:
+    """Data of the declared shapes (each free dim 2), inside each param's declared domain."""
+    dims = {d.name: d.value if d.value is not None else 2 for d in plan.dims}
+    out = {}
+    for p in plan.params:
+        shape = batch + tuple(d if isinstance(d, int) else dims[d] for d in p.shape)
+        t = rng.standard_normal(shape)
+        d = p.domain
+        if d.lo is not None and d.hi is not None:
+            t = d.lo + (d.hi - d.lo) * rng.uniform(0.1, 0.9, shape)
+        elif d.lo is not None:
+            t = d.lo + 0.1 + np.abs(t)
+        elif d.hi is not None:
+            t = d.hi - 0.1 - np.abs(t)
+        if d.psd or d.symmetric:
+            t = t @ np.swapaxes(t, -1, -2) + np.eye(shape[-1])
+        out[p.name] = torch.tensor(t)
+    return out
+
+
+@settings(max_examples=60, deadline=None)
+@given(src=st.builds(lambda s: s, __import__("test_errors").mutants()), seed=st.integers(0, 2**32 - 1),
+       batch=st.sampled_from([(), (2,), (0,)]))
+def test_mutants_that_compile_end_in_a_result_with_statuses_or_a_call_error(src, seed, batch):
+    try:
+        layer = optlang.compile_string(src, name="t.opt")
+    except optlang.OptError:
+        return  # test_errors checks that these are located
+    params = _random_params(layer.plan, np.random.default_rng(seed), batch)
+    try:
+        sol = layer.solve(**params, max_iter=50, warn=False)
+    except CallError:
+        return
+    assert sol.stats.status.shape == sol.stats.converged.shape
+    finite = torch.stack([torch.isfinite(v).all() for v in sol._values.values()]).all()
+    # A non-finite output is only allowed where the element says it failed or did not converge.
+    assert bool(finite) or not sol.stats.all_converged
