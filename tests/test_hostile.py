@@ -117,3 +117,33 @@ def test_mutants_that_compile_end_in_a_result_with_statuses_or_a_call_error(src,
     finite = torch.stack([torch.isfinite(v).all() for v in sol._values.values()]).all()
     # A non-finite output is only allowed where the element says it failed or did not converge.
     assert bool(finite) or not sol.stats.all_converged
+
+
+@pytest.mark.parametrize("expr,caret", [("2 / 0", "^^^^^"), ("(0)^-1", "^^^^^^"), ("(-1)^0.5", "^^^^^^^^"),
+                                        ("exp(1000)", "^^^^^^^^^")])
+def test_constant_arithmetic_without_a_value_is_refused_where_written(expr, caret):
+    """These used to print Python arithmetic that raised ZeroDivisionError (or complex) at call time."""
+    src = f"problem p\ndim n\nparam u[n]\nvar x[n]\nminimize sumsq(x - u) + {expr} * sum(x)\n"
+    with pytest.raises(optlang.OptError) as info:
+        optlang.compile_string(src, "t.opt")
+    lines = str(info.value).splitlines()
+    assert lines[0] == "t.opt:5:25: error: this constant expression has no finite real value"
+    assert lines[2].strip() == caret
+
+
+@settings(max_examples=40, deadline=None)
+@given(src=__import__("fuzz_programs").programs(), seed=st.integers(0, 2**32 - 1),
+       batch=st.sampled_from([(), (2,), (0,)]))
+def test_random_programs_compile_or_fail_located_and_calls_end_in_statuses(src, seed, batch):
+    try:
+        layer = optlang.compile_string(src, name="t.opt")
+    except optlang.OptError as err:
+        lines = str(err).splitlines()
+        assert lines[0].startswith("t.opt:") and ": error: " in lines[0], str(err)
+        return
+    try:
+        sol = layer.solve(**_random_params(layer.plan, np.random.default_rng(seed), batch), max_iter=50, warn=False)
+    except CallError:
+        return
+    finite = all(bool(torch.isfinite(v).all()) for v in sol._values.values())
+    assert finite or not sol.stats.all_converged, "a non-finite solution reported converged"

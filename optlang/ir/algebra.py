@@ -164,6 +164,10 @@ def ew(op: str, *args: Expr) -> Expr:
     return Elementwise(op, tuple(args), shape)
 
 
+FOLDABLE = ("add", "sub", "mul", "div", "pow", "negate", "exp", "log", "sqrt", "square", "sin", "cos", "tanh",
+            "abs", "sigmoid", "softplus", "relu", "sign", "step", "maximum", "minimum", "ge", "le")
+
+
 def _fold(op: str, vals: list) -> float | None:
     import math
     try:
@@ -177,9 +181,20 @@ def _fold(op: str, vals: list) -> float | None:
             "step": lambda a: float(a > 0), "maximum": max, "minimum": min,
             "ge": lambda a, b: float(a >= b), "le": lambda a, b: float(a <= b),
         }
-        return float(table[op](*vals)) if op in table else None
-    except (ArithmeticError, ValueError):
+        if op not in table:
+            return None
+        value = table[op](*vals)
+        # Only a finite real folds; anything else (2 / 0, (-1)^0.5, exp(1000)) is left for
+        # `has_no_value` to refuse where the expression is written.
+        return float(value) if isinstance(value, (int, float)) and math.isfinite(value) else None
+    except (ArithmeticError, ValueError, TypeError):
         return None
+
+
+def has_no_value(e) -> bool:
+    """An elementwise op of constants that did not fold: a constant with no finite real value."""
+    return isinstance(e, Elementwise) and bool(e.args) and all(isinstance(a, Const) for a in e.args) \
+        and e.op in FOLDABLE
 
 
 def add(a, b):

@@ -207,7 +207,15 @@ def binary(node: ast.BinaryOp, scope: Scope):
             "elementwise operations follow NumPy broadcasting (trailing dims equal, or 1)",
         )
     op = {"+": "add", "-": "sub", "*": "mul", "/": "div", "^": "pow"}[node.op]
-    return A.ew(op, lhs, rhs)
+    return constant_checked(A.ew(op, lhs, rhs), node)
+
+
+def constant_checked(e, node):
+    """`e`, unless it is arithmetic on numbers with no finite real value (2 / 0, (-1)^0.5, exp(1000))."""
+    if A.has_no_value(e):
+        raise OptError("this constant expression has no finite real value", node.span,
+                       "it would be infinite, undefined or complex at every call; fix the numbers")
+    return e
 
 
 def matmul(node: ast.BinaryOp, lhs, rhs):

@@ -50,7 +50,9 @@ def call(node: ast.Call, scope):
         return A.ew("minimum", A.ew("maximum", args[0], args[1]), args[2])
     if name == "neg":
         return A.ew("relu", A.neg(args[0]))
-    return A.ew(SURFACE_ELEMENTWISE[name], *args)
+    from optlang.ir.build import constant_checked
+
+    return constant_checked(A.ew(SURFACE_ELEMENTWISE[name], *args), node)
 
 
 def _count(n: int) -> str:
