@@ -147,3 +147,17 @@ def test_random_programs_compile_or_fail_located_and_calls_end_in_statuses(src, 
         return
     finite = all(bool(torch.isfinite(v).all()) for v in sol._values.values())
     assert finite or not sol.stats.all_converged, "a non-finite solution reported converged"
+
+
+def test_a_derived_constant_that_overflows_is_computed_not_printed_as_inf():
+    """The Hessian of cos(1e300 t) has a factor 1e600: it used to fold to a constant printed as `inf`
+    (NameError at call time). Now the factors stay apart, the solve breaks per element, and says so."""
+    layer = optlang.compile_string("problem p\ndim n\nparam u[n]\nvar x[n]\n"
+                                   "minimize sumsq(x - u) + cos(((dot(x, u) / 2) * 1e300))\n")
+    import re
+
+    from optlang.backends.torch.printer import print_plan
+
+    assert not re.search(r"\binf\b", print_plan(layer.plan))
+    sol = layer.solve(u=torch.ones(2, 3, dtype=torch.float64), warn=False)
+    assert sol.stats.status_names() == ["failed", "failed"] and torch.isfinite(sol.x).all()

@@ -6,6 +6,8 @@ constructors assume shapes were checked by `ir.build`; a misfit here is a bug.
 """
 from __future__ import annotations
 
+import math
+
 import sympy as sp
 
 from optlang.ir import shapes
@@ -93,6 +95,8 @@ def _mul(a: Expr, b: Expr, shape) -> Expr | None:
     if ya is None and yb is None:
         return None
     c = ca * cb
+    if not math.isfinite(c):  # the product overflows: keep the factors apart (their product is computed at run time)
+        return None
     if ya is None or yb is None:
         y = ya if yb is None else yb
     else:

@@ -99,5 +99,8 @@ def _line_search(prob, x, dx, merit0, slope, minimize, done):
             break
         t = torch.where(accepted, t, 0.5 * t)
     # Elements that never satisfied Armijo take the smallest step tried: progress
-    # near the solution is limited by rounding, and the residual test decides.
-    return torch.where(accepted[..., None], x_new, x + t[..., None] * dx)
+    # near the solution is limited by rounding, and the residual test decides. A non-finite
+    # step (a broken direction) is not taken: the element keeps its finite point and ends failed.
+    smallest = x + t[..., None] * dx
+    smallest = torch.where(torch.isfinite(smallest).all(-1, keepdim=True), smallest, x)
+    return torch.where(accepted[..., None], x_new, smallest)
