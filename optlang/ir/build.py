@@ -207,6 +207,8 @@ def binary(node: ast.BinaryOp, scope: Scope):
             "elementwise operations follow NumPy broadcasting (trailing dims equal, or 1)",
         )
     op = {"+": "add", "-": "sub", "*": "mul", "/": "div", "^": "pow"}[node.op]
+    if op == "div" and A.is_zero(rhs):
+        raise OptError("division by zero", node.span, "the divisor is 0 at every call")
     return constant_checked(A.ew(op, lhs, rhs), node)
 
 
