@@ -124,3 +124,21 @@ def test_third_derivatives_raise_instead_of_returning_zero():
     (h,) = torch.autograd.grad(g, ts["lam"], create_graph=True)
     with pytest.raises(RuntimeError, match="above second order"):
         torch.autograd.grad(h, ts["lam"])
+
+
+@pytest.mark.parametrize("ex", TABLE, ids=repr)
+@settings(max_examples=1, deadline=None)
+@given(seed=SEEDS)
+def test_torch_func_hessian_forward_over_reverse_agrees(ex, seed):
+    """hessian = jacfwd(jacrev): forward mode through the second-order backward (AdjointTangent, the KKT
+    Jacobian's rows included) against reverse over reverse."""
+    inputs = tuple(t.detach() for t in _inputs(ex, seed))
+    f = _fn(ex)
+    weights = torch.linspace(-1.0, 1.0, f(*inputs).numel(), dtype=torch.float64)
+    loss = lambda *args: (weights * f(*args)).sum() + 0.5 * f(*args).square().sum()  # noqa: E731
+    argnums = tuple(range(len(inputs)))
+    got = torch.func.hessian(loss, argnums=argnums)(*inputs)
+    want = torch.autograd.functional.hessian(loss, inputs)
+    for i in argnums:
+        for j in argnums:
+            _close(got[i][j], want[i][j], 1e-7)

@@ -160,6 +160,14 @@ def _vmapped_dim_first(in_dims, tensors, decl_ranks) -> list:
     return moved
 
 
+def _expand_to_batch(vectors, tensors, decl_ranks) -> tuple:
+    """Flat-state vectors (None allowed) expanded to the batch they and `tensors` broadcast to."""
+    present = [v for v in vectors if v is not None]
+    batches = [t.shape[: t.dim() - r] for t, r in zip(tensors, decl_ranks) if t is not None]
+    shape = torch.broadcast_shapes(*(v.shape[:-1] for v in present), *batches) + present[0].shape[-1:]
+    return tuple(None if v is None else v.expand(shape) for v in vectors)
+
+
 class AdjointSolve(torch.autograd.Function):
     """w with (dF/dx)^T w = g at (x, theta), differentiable in x, g and theta (for second order)."""
 
@@ -221,8 +229,8 @@ class AdjointSolve(torch.autograd.Function):
         ranks = [1, 1] + [len(p.shape) for p in state.plan.params]
         x, g, *tensors = _vmapped_dim_first(in_dims[1:], (x, g) + tensors, ranks)
         # The solvers take the state and the cotangent with the full batch (params broadcast).
-        shape = torch.broadcast_shapes(x.shape, g.shape)
-        w = AdjointSolve.apply(state, x.expand(shape), g.expand(shape), *tensors)
+        x, g = _expand_to_batch((x, g), (), ())
+        w = AdjointSolve.apply(state, x, g, *tensors)
         return w, 0 if any(d is not None for d in in_dims[1:]) else None
 
 
@@ -254,8 +262,7 @@ class TangentMap(torch.autograd.Function):
         ranks = [1] + [len(p.shape) for p in state.plan.params] * 2
         x, *rest = _vmapped_dim_first(in_dims[1:], (x,) + tensors_and_tangents, ranks)
         # The state carries the full batch, the vmapped dim included (params and tangents broadcast).
-        batches = [t.shape[: t.dim() - r] for t, r in zip(rest, ranks[1:]) if t is not None]
-        x = x.expand(torch.broadcast_shapes(x.shape[:-1], *batches) + x.shape[-1:])
+        (x,) = _expand_to_batch((x,), rest, ranks[1:])
         return TangentMap.apply(state, x, *rest), 0 if any(d is not None for d in in_dims[1:]) else None
 
 
@@ -284,8 +291,9 @@ class AdjointTangent(torch.autograd.Function):
         for t, d in zip((x,) + tuple(tensors), (dx,) + tuple(dtheta)):
             d = torch.zeros_like(t) if d is None else d
             shape = torch.broadcast_shapes(t.shape, d.shape)
-            primals.append(t.expand(shape))
-            tangents.append(d.expand(shape))
+            # (materialized: forward AD cannot write a tangent into a stride-0 view)
+            primals.append(t.expand(shape).contiguous())
+            tangents.append(d.expand(shape).contiguous())
         _, dAt_w = torch.func.jvp(transposed, tuple(primals), tuple(tangents))
         zeros = torch.zeros_like
         rhs = (zeros(w) if dg is None else dg) - dAt_w
@@ -307,11 +315,7 @@ class AdjointTangent(torch.autograd.Function):
     def vmap(info, in_dims, state, x, w, dx, dg, *tensors_and_tangents):
         ranks = [1, 1, 1, 1] + [len(p.shape) for p in state.plan.params] * 2
         x, w, dx, dg, *rest = _vmapped_dim_first(in_dims[1:], (x, w, dx, dg) + tensors_and_tangents, ranks)
-        vectors = [t for t in (x, w, dx, dg) if t is not None]
-        batches = [t.shape[: t.dim() - r] for t, r in zip(rest, ranks[4:]) if t is not None]
-        shape = torch.broadcast_shapes(*(t.shape[:-1] for t in vectors), *batches) + x.shape[-1:]
-        x, w = x.expand(shape), w.expand(shape)
-        dx, dg = (None if t is None else t.expand(shape) for t in (dx, dg))
+        x, w, dx, dg = _expand_to_batch((x, w, dx, dg), rest, ranks[4:])
         out = AdjointTangent.apply(state, x, w, dx, dg, *rest)
         return out, 0 if any(d is not None for d in in_dims[1:]) else None
 

@@ -14,7 +14,7 @@ import torch
 from optlang.errors import CallError, OptError, user_stacklevel
 from optlang.ir.check import option_value
 from optlang.passes.pipeline import run
-from optlang.passes.select import CLASS_WORDS, SOLVERS, allowed_backwards, kind_label
+from optlang.passes.select import CLASS_WORDS, SOLVERS, allowed_backwards, default_solver, kind_label
 from optlang.runtime import binding
 from optlang.runtime.bound import BoundProblem
 from optlang.runtime.function import CallState, ImplicitSolve
@@ -350,8 +350,6 @@ def _rebuild_layer(text, name, backend, options):
 
 
 def _log_solve(plan, options: dict, stats: Stats, seconds: float) -> None:
-    from optlang.passes.select import default_solver
-
     n = stats.converged.numel()
     solver = default_solver(plan, options["solver"])
     worst = float(stats.residual.max()) if n else 0.0

@@ -32,47 +32,34 @@ NEUMANN_MAX_TERMS = 2000
 
 def adjoint_solve(prob, x: torch.Tensor, g: torch.Tensor, method: str, tol: float, J=None) -> torch.Tensor:
     """The w of (dF/dx)^T w = g, by `method` (`J`: a dense Jacobian already at hand, for "direct")."""
-    kind = prob.plan.kind
-    if method == "direct":
-        J = prob.jacobian(x) if J is None else J
-        w, singular = solve(J.transpose(-1, -2), g)
-        _warn(singular, "singular Jacobian in the backward pass", "used the least-squares (minimum-norm) solution")
-        return w
-    if method == "cg":
-        if kind == "prox":
-            return _cg_prox(prob, x, g, tol)
-        w, ok = cg(lambda v: prob.hvp(x, v), g, tol, CG_MAX_ITER)
-        _warn(~ok, "conjugate gradients did not converge in the backward pass", "")
-        return w
-    if method == "gmres":
-        w, ok = gmres(lambda u: prob.vjp(x, u), g, tol, KRYLOV_MAX_ITER)
-        _warn(~ok, "GMRES did not converge in the backward pass", "")
-        return w
-    if method == "neumann":
-        return _neumann(prob, x, g, tol)
-    raise AssertionError(f"unknown backward method {method}")
+    return _linear_solve(prob, x, g, method, tol, J, transpose=True)
 
 
 def tangent_solve(prob, x: torch.Tensor, v: torch.Tensor, method: str, tol: float, J=None) -> torch.Tensor:
     """The z of (dF/dx) z = v, by `method`: the adjoint's system, untransposed."""
-    kind = prob.plan.kind
+    return _linear_solve(prob, x, v, method, tol, J, transpose=False)
+
+
+def _linear_solve(prob, x, b, method: str, tol: float, J, transpose: bool) -> torch.Tensor:
+    """(dF/dx)^T y = b (transpose) or (dF/dx) y = b, one strategy per method for both."""
+    where = "the backward pass" if transpose else "a tangent solve"
     if method == "direct":
         J = prob.jacobian(x) if J is None else J
-        z, singular = solve(J, v)
-        _warn(singular, "singular Jacobian in a tangent solve", "used the least-squares (minimum-norm) solution")
-        return z
+        y, singular = solve(J.transpose(-1, -2) if transpose else J, b)
+        _warn(singular, f"singular Jacobian in {where}", "used the least-squares (minimum-norm) solution")
+        return y
     if method == "cg":
-        if kind == "prox":
-            return _cg_prox_tangent(prob, x, v, tol)
-        z, ok = cg(lambda u: prob.hvp(x, u), v, tol, CG_MAX_ITER)  # dF/dx = H is symmetric
-        _warn(~ok, "conjugate gradients did not converge in a tangent solve", "")
-        return z
+        if prob.plan.kind == "prox":
+            return (_cg_prox if transpose else _cg_prox_tangent)(prob, x, b, tol)
+        y, ok = cg(lambda v: prob.hvp(x, v), b, tol, CG_MAX_ITER)  # dF/dx = H is symmetric
+        _warn(~ok, f"conjugate gradients did not converge in {where}", "")
+        return y
     if method == "gmres":
-        z, ok = gmres(lambda u: prob.jvp(x, u), v, tol, KRYLOV_MAX_ITER)
-        _warn(~ok, "GMRES did not converge in a tangent solve", "")
-        return z
+        y, ok = gmres(lambda u: prob.vjp(x, u) if transpose else prob.jvp(x, u), b, tol, KRYLOV_MAX_ITER)
+        _warn(~ok, f"GMRES did not converge in {where}", "")
+        return y
     if method == "neumann":
-        return _neumann(prob, x, v, tol, transpose=False)
+        return _neumann(prob, x, b, tol, transpose)
     raise AssertionError(f"unknown backward method {method}")
 
 
