@@ -67,12 +67,16 @@ class OptError(Exception):
             return head + (f"\n{self.detail}" if self.detail else "")
         src = span.source
         parts = [f"{src.name}:{span.line}:{span.col}: error: {self.message}"]
-        for lineno in range(span.line, span.end_line + 1):
+        last = min(span.end_line, span.line + MAX_SHOWN_LINES - 1)
+        for lineno in range(span.line, last + 1):
             text = src.line(lineno)
             start = span.col if lineno == span.line else len(text) - len(text.lstrip()) + 1
             end = span.end_col if lineno == span.end_line else len(text.rstrip()) + 1
+            text, start, end = _window(text, start, end)
             parts.append(f"  {text}")
             parts.append("  " + _pad(text[: start - 1]) + "^" * max(1, end - start))
+        if last < span.end_line:
+            parts.append(f"  ... ({span.end_line - last} more lines)")
         if self.detail:
             parts.append(self.detail)
         return "\n".join(parts)
@@ -84,6 +88,22 @@ class NotSupportedError(OptError):
 
 class CallError(ValueError):
     """Bad arguments at call time: missing, extra, misshapen or out-of-domain parameters."""
+
+
+MAX_SHOWN_LINES = 6  # of a span, in an error message
+MAX_SHOWN_WIDTH = 120  # characters of a source line, in an error message
+
+
+def _window(text: str, start: int, end: int) -> tuple:
+    """At most MAX_SHOWN_WIDTH characters of a long line around the caret, cut ends marked `...`;
+    returns the text shown and the caret's start and end columns in it."""
+    if len(text) <= MAX_SHOWN_WIDTH:
+        return text, start, end
+    left = max(0, min(start - 1 - MAX_SHOWN_WIDTH // 4, len(text) - MAX_SHOWN_WIDTH))
+    right = left + MAX_SHOWN_WIDTH
+    shown = ("..." if left else "") + text[left:right] + ("..." if right < len(text) else "")
+    shift = left - (3 if left else 0)
+    return shown, start - shift, min(end - shift, len(shown) - (3 if right < len(text) else 0) + 1)
 
 
 def _pad(prefix: str) -> str:

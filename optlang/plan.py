@@ -9,6 +9,7 @@ Ops (`Op.prim`), with operand names in `args` and the declared result shape:
 """
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass, field
 
 
@@ -41,13 +42,12 @@ class Function:
     doc: str
 
     def shape_of(self, name: str) -> tuple:
-        for a in self.args:
-            if a.name == name:
-                return a.shape
-        for op in self.ops:
-            if op.out == name:
-                return op.shape
-        raise KeyError(name)
+        return self._shapes[name]
+
+    @functools.cached_property
+    def _shapes(self) -> dict:
+        """name -> shape of every argument and SSA value (the printers ask once per operand)."""
+        return {**{op.out: op.shape for op in self.ops}, **{a.name: a.shape for a in self.args}}
 
 
 @dataclass(frozen=True)

@@ -170,3 +170,77 @@ def test_division_by_a_zero_constant_is_refused_where_written(expr):
     with pytest.raises(optlang.OptError) as info:
         optlang.compile_string(src, "t.opt")
     assert str(info.value).startswith("t.opt:5:25: error: division by zero")
+
+
+# ---- bounded compile cost (benchmarks/compile_cost.py measures it) -------------------------------
+
+def _let_chain(k: int, step: str) -> str:
+    lets = "\n".join(f"let a{i + 1} = {step.format(p=f'a{i}')}" for i in range(k))
+    return f"problem p\ndim n\nparam c[n]\nvar x[n]\nlet a0 = x\n{lets}\n"
+
+
+@pytest.mark.parametrize("step, objective", [
+    ("{p} * {p} + {p}", "sum(square(a40)) + dot(c, x)"),
+    ("exp({p}) + {p}", "sum(a40) + dot(c, x)"),
+])
+def test_a_chain_of_lets_that_each_use_the_last_twice_compiles(step, objective):
+    """Its tree has 2^40 nodes, its DAG 40. The curvature rules, the nonsmooth check and node
+    equality each walked the tree: 16 lets took over a minute, 40 would never end."""
+    layer = optlang.compile_string(_let_chain(40, step) + f"minimize {objective}\n", "t.opt")
+    sol = layer.solve(c=torch.ones(3, dtype=torch.float64), max_iter=3, warn=False)
+    assert sol.x.shape == (3,)
+
+
+def _balanced_sum(terms: list) -> str:
+    if len(terms) == 1:
+        return terms[0]
+    half = len(terms) // 2
+    return f"({_balanced_sum(terms[:half])} + {_balanced_sum(terms[half:])})"
+
+
+def test_a_problem_past_the_size_limit_is_refused_at_its_statement():
+    objective = _balanced_sum([f"{i + 1} * sumsq(x - {i})" for i in range(2000)])
+    with pytest.raises(optlang.OptError) as info:
+        optlang.compile_string(f"problem p\ndim n\nparam c[n]\nvar x[n]\nminimize {objective} + dot(c, x)\n", "t.opt")
+    message = str(info.value)
+    assert message.startswith("t.opt:5:1: error: this problem has 12002 distinct subexpressions, more than "
+                              "optlang compiles (at most 10000)")
+    assert max(len(line) for line in message.splitlines()) < 200  # the line shown is cut around the caret
+
+
+def test_a_source_past_the_length_limit_is_refused_where_it_is_reached():
+    from optlang.syntax.parser import MAX_SOURCE_CHARS
+
+    src = "problem p\nvar x\nminimize " + " + ".join(["square(x - 1)"] * (MAX_SOURCE_CHARS // 8))
+    with pytest.raises(optlang.OptError) as info:
+        optlang.compile_string(src, "t.opt")
+    head, shown, caret = str(info.value).splitlines()[:3]
+    col = MAX_SOURCE_CHARS - len("problem p\nvar x\n") + 1
+    assert head.startswith(f"t.opt:3:{col}: error: the source is {len(src)} characters long")
+    assert shown.startswith("  ...") and shown.endswith("...") and len(shown) < 130
+    assert shown[caret.index("^")] == src[MAX_SOURCE_CHARS]  # the first character past the limit
+
+
+def test_a_long_line_is_cut_around_the_caret():
+    src = "problem p\nvar x\nminimize " + " + ".join(["square(x - 1)"] * 40) + " + foo(x)\n"
+    with pytest.raises(optlang.OptError) as info:
+        optlang.compile_string(src, "t.opt")
+    _, shown, caret = str(info.value).splitlines()[:3]
+    assert shown.startswith("  ...") and shown.endswith("foo(x)")
+    assert shown[caret.index("^"):].startswith("foo") and caret.strip() == "^^^"
+
+
+def test_equal_nodes_built_apart_compare_equal_and_are_linked_once_found():
+    from optlang.ir import algebra as A
+    from optlang.ir.nodes import Input
+
+    def chain(k):
+        e = Input("var", "x", (3,))
+        for _ in range(k):
+            e = A.add(A.mul(e, e), e)
+        return e
+
+    one, two, other = chain(60), chain(60), A.add(chain(59), Input("var", "x", (3,)))
+    assert one is not two and one == two and hash(one) == hash(two)
+    assert one != other and other != one
+    assert two.__dict__.get("_same") is one  # found equal: the next comparison is a pointer chase

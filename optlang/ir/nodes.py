@@ -7,6 +7,7 @@ compared), so equal subexpressions are one node: the lowering shares them.
 """
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass, field, fields
 from typing import Union
 
@@ -155,8 +156,48 @@ def _cached_hash(self) -> int:
     return cached
 
 
+def _representative(node):
+    """The node that `node` was last found structurally equal to, followed to the end (path compressed)."""
+    root = node
+    while (nxt := root.__dict__.get("_same")) is not None:
+        root = nxt
+    while node is not root:
+        nxt = node.__dict__["_same"]
+        object.__setattr__(node, "_same", root)
+        node = nxt
+    return root
+
+
+def _structural_eq(self, other) -> bool:
+    """Structural equality that costs about one comparison per pair of equal nodes over a whole compile.
+
+    The generated __eq__ re-compares two equal subtrees field by field every time it is asked, which
+    on a DAG is the size of its tree (exponential in a chain of lets, quadratic in a long product).
+    Here different hashes answer at once, and two nodes found equal are linked (union-find), so the
+    next comparison of them, or of any parents that share them, is a pointer chase."""
+    if self is other:
+        return True
+    if type(other) is not type(self):
+        return NotImplemented
+    if _cached_hash(self) != _cached_hash(other):
+        return False
+    a, b = _representative(self), _representative(other)
+    if a is b:
+        return True
+    equal = all(x is y or x == y for x, y in ((getattr(a, f), getattr(b, f)) for f in _compared_fields(type(a))))
+    if equal:
+        object.__setattr__(b, "_same", a)
+    return equal
+
+
+@functools.lru_cache(maxsize=None)
+def _compared_fields(cls) -> tuple:
+    return tuple(f.name for f in fields(cls) if f.compare)
+
+
 for _cls in (Input, Const, DimSize, Fill, Eye, Elementwise, MatMul, Transpose, Reduce, Broadcast, SumTo, ExpandDims):
     _cls.__hash__ = _cached_hash
+    _cls.__eq__ = _structural_eq
 
 
 def children(e: Expr) -> tuple:

@@ -268,9 +268,12 @@ NONSMOOTH_HINTS = {
 
 def _nonsmooth_at(root, span=None):
     """(node, span) of the first nonsmooth function in `root`, or None."""
-    stack = [(root, span)]
+    stack, seen = [(root, span)], set()
     while stack:
         node, near = stack.pop()
+        if node in seen:  # a shared subexpression is looked at once (a tree walk is exponential in lets)
+            continue
+        seen.add(node)
         near = getattr(node, "span", None) or near
         if (isinstance(node, Elementwise) and not ELEMENTWISE[node.op].smooth) or (
                 isinstance(node, Reduce) and not REDUCTIONS[node.op]):

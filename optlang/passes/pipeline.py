@@ -13,6 +13,7 @@ from optlang.errors import OptError
 
 from optlang.ir.build import build
 from optlang.ir.check import is_affine
+from optlang.ir.walk import postorder
 from optlang.passes.classify import classify
 from optlang.passes.conditions import derive_conditions
 from optlang.passes.functions import Functions, derive_functions
@@ -34,6 +35,11 @@ class Stages:
 
 
 MAX_DEPTH = 10_000  # recursion limit while compiling: long sums nest one level per term
+# Distinct subexpressions of a problem (a `let` used twice counts once). Every pass after `build`
+# is linear in this up to a constant factor (the derived functions have about 20 operations per
+# node): at the limit a compile takes a few seconds (benchmarks/compile_cost.py); the examples
+# have at most a few hundred.
+MAX_NODES = 10_000
 
 
 @contextlib.contextmanager
@@ -76,6 +82,18 @@ def _deepest_span(text: str, name: str):
     return Span(best.line, best.column, best.end_line, best.end_column, Source(name, text))
 
 
+def check_size(problem, limit: int | None = None) -> None:
+    """Refuse a problem whose expressions are too large to compile in bounded time, at its statement."""
+    limit = MAX_NODES if limit is None else limit
+    roots = [problem.expr] + [c.expr for c in problem.constraints]
+    nodes = len(postorder(*roots))
+    if nodes > limit:
+        raise OptError(f"this problem has {nodes} distinct subexpressions, more than optlang compiles "
+                       f"(at most {limit})", problem.statement_span,
+                       "a problem this large is usually one written out term by term: use a param array "
+                       "and vector operations (sum, @, dot) instead of one term per entry")
+
+
 def check_source(text: str, name: str = "<string>"):
     """Parse and type-check only (what `optlang check` and `optlang ir` need)."""
     with deep_expressions(name, text):
@@ -91,6 +109,7 @@ def run(text: str, name: str = "<string>") -> Stages:
 def _run(text: str, name: str) -> Stages:
     program = parse(text, name)
     problem = build(program)
+    check_size(problem)
     fns = derive_functions(derive_conditions(classify(normalize(problem))))
     choices = select(fns)
     cond = fns.conditions

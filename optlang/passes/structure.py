@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from optlang.ir import algebra as A
 from optlang.ir.nodes import (Broadcast, Const, DimSize, Elementwise, ExpandDims, Fill, Input, MatMul, Reduce, SumTo, Transpose,
                               children)
-from optlang.ir.walk import inputs_of
+from optlang.ir.walk import inputs_of, postorder
 
 PROX_NORMS = ("norm1", "norm2")
 
@@ -146,13 +146,21 @@ CONVEX_REDUCTIONS = {"norm1", "norm2", "norminf", "max", "logsumexp"}
 
 
 def curvature(e, signs: dict) -> str:
-    """The curvature of `e` in the vars by composition rules; "unknown" when they do not decide."""
-    if not has_var(e):
-        return "const"
+    """The curvature of `e` in the vars by composition rules; "unknown" when they do not decide.
+
+    One pass over the DAG in post-order (a `let` used twice is one node, visited once: a recursive
+    walk of the tree would be exponential in a chain of such lets)."""
+    memo: dict = {}
+    for node in postorder(e):
+        memo[node] = _curvature_of(node, [memo[k] for k in children(node)], signs, memo)
+    return memo[e]
+
+
+def _curvature_of(e, cs: list, signs: dict, memo: dict) -> str:
     if isinstance(e, Input):
-        return "affine"
-    kids = children(e)
-    cs = [curvature(k, signs) for k in kids]
+        return "affine" if e.role == "var" else "const"
+    if all(c == "const" for c in cs):
+        return "const"
     if isinstance(e, (Broadcast, Transpose, SumTo, ExpandDims)):
         return cs[0]
     if isinstance(e, MatMul):
@@ -163,7 +171,7 @@ def curvature(e, signs: dict) -> str:
         return "unknown"
     if isinstance(e, Reduce):
         if e.op == "sum":
-            return "convex" if _psd_quadratic_form(e.a, signs) else cs[0]
+            return "convex" if _psd_quadratic_form(e.a, signs, memo) else cs[0]
         if e.op in CONVEX_REDUCTIONS:
             return "convex" if cs[0] in ("affine", "const") or (cs[0] == "convex" and e.op in ("max", "logsumexp")) \
                 else "unknown"
@@ -171,11 +179,11 @@ def curvature(e, signs: dict) -> str:
             return "concave" if cs[0] in ("affine", "concave") else "unknown"
         return "unknown"
     if isinstance(e, Elementwise):
-        return _elementwise_curvature(e, cs, signs)
+        return _elementwise_curvature(e, cs, signs, memo)
     return "unknown"
 
 
-def _psd_quadratic_form(e, signs: dict) -> bool:
+def _psd_quadratic_form(e, signs: dict, memo: dict) -> bool:
     """e = a * (Q @ a) (either order), a affine in the vars, Q a param declared psd: sum(e) = a' Q a."""
     if not (isinstance(e, Elementwise) and e.op == "mul"):
         return False
@@ -183,20 +191,20 @@ def _psd_quadratic_form(e, signs: dict) -> bool:
         Q = product.a if isinstance(product, MatMul) else None
         Q = Q.a if isinstance(Q, Broadcast) else Q
         if (isinstance(Q, Input) and Q.role == "param" and signs.get(("psd", Q.name)) and product.b == a
-                and curvature(a, signs) == "affine"):
+                and memo[a] == "affine"):
             return True
     return False
 
 
-def _is_entropy(e, signs: dict) -> bool:
+def _is_entropy(e, memo: dict) -> bool:
     """e = a * log(a) (either order), a affine in the vars: convex where it is defined (a > 0)."""
     return (e.op == "mul" and any(isinstance(l, Elementwise) and l.op == "log" and l.args[0] == a
-                                  and curvature(a, signs) == "affine" for a, l in (e.args, e.args[::-1])))
+                                  and memo[a] == "affine" for a, l in (e.args, e.args[::-1])))
 
 
-def _elementwise_curvature(e, cs, signs) -> str:
+def _elementwise_curvature(e, cs, signs, memo) -> str:
     op = e.op
-    if _is_entropy(e, signs):
+    if _is_entropy(e, memo):
         return "convex"
     if op == "add":
         return _combine(cs)

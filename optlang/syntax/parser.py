@@ -26,6 +26,9 @@ KEYWORDS = {
     "MINIMIZE": "minimize", "MAXIMIZE": "maximize", "SUBJECT": "subject", "TO": "to",
     "ROOT": "root", "FIXED_POINT": "fixed_point", "OPTIONS": "options", "IN": "in", "PSD": "psd",
 }
+# The longest source compiled: past this, parsing alone takes seconds, and a real problem this long
+# is one written out term by term (every later pass is bounded by pipeline.MAX_NODES).
+MAX_SOURCE_CHARS = 200_000
 _OPEN = {"LPAR", "LSQB"}
 _CLOSE = {"RPAR", "RSQB"}
 
@@ -33,6 +36,13 @@ _CLOSE = {"RPAR", "RSQB"}
 def parse(text: str, filename: str = "<string>") -> ast.Program:
     """Parse `.opt` source text into an `ast.Program`, raising `OptError` on any mistake."""
     source = Source(filename, text)
+    if len(text) > MAX_SOURCE_CHARS:
+        line = text.count("\n", 0, MAX_SOURCE_CHARS) + 1
+        col = MAX_SOURCE_CHARS - (text.rfind("\n", 0, MAX_SOURCE_CHARS) + 1) + 1
+        raise OptError(f"the source is {len(text)} characters long, more than optlang compiles "
+                       f"(at most {MAX_SOURCE_CHARS}); the limit is reached here",
+                       Span(line, col, line, col + 1, source),
+                       "use param arrays and vector operations instead of one term per entry")
     try:
         tree = _lark().parse(text)
     except UnexpectedInput as err:
