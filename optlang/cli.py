@@ -102,6 +102,8 @@ def _solve_arguments(p) -> None:
                    "(default: the file's options, else 1e-10 in float64, 1e-5 in float32)")
     p.add_argument("--max-iter", type=int, default=None, dest="max_iter",
                    help="iteration limit (default: the file's options, else 500)")
+    p.add_argument("--time-limit", type=float, default=None, dest="time_limit",
+                   help="seconds a solve may run (default: the file's options, else 600)")
     p.add_argument("--solver", default=None,
                    help="override the file's solver (see `optlang conditions` for the class's choices)")
     p.add_argument("--backward", default=None, help="override the file's backward method (direct, cg, ...)")
@@ -226,7 +228,8 @@ def cmd_solve(args) -> int:
     from optlang.runtime.layer import compile_source
 
     text = read_source(args.file)
-    options = {k: getattr(args, k) for k in ("tol", "max_iter", "solver", "backward") if getattr(args, k) is not None}
+    options = {k: getattr(args, k) for k in ("tol", "max_iter", "time_limit", "solver", "backward")
+               if getattr(args, k) is not None}
     try:
         layer = compile_source(text, args.file, backend=args.backend, **options)
     except CallError as exc:  # a bad option value

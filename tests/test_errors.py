@@ -388,12 +388,12 @@ give each parameter at most one sign or interval attribute"""),
 t.opt:7:3: error: unknown option 'foo'
     foo = 1
     ^^^
-the options are backward, max_iter, solver, tol"""),
+the options are backward, max_iter, solver, time_limit, tol"""),
     ('unknown-option-tolerance', S + "options\n  tolerance = 1e-6\n", """\
 t.opt:7:3: error: unknown option 'tolerance'
     tolerance = 1e-6
     ^^^^^^^^^
-the options are backward, max_iter, solver, tol"""),
+the options are backward, max_iter, solver, time_limit, tol"""),
     ('repeated-option', S + "options\n  tol = 1e-6\n  max_iter = 10\n  tol = 1e-8\n", """\
 t.opt:9:3: error: option 'tol' is set twice
     tol = 1e-8

@@ -244,3 +244,44 @@ def test_equal_nodes_built_apart_compare_equal_and_are_linked_once_found():
     assert one is not two and one == two and hash(one) == hash(two)
     assert one != other and other != one
     assert two.__dict__.get("_same") is one  # found equal: the next comparison is a pointer chase
+
+
+# ---- the wall-clock safety net -------------------------------------------------------------------
+
+@pytest.mark.parametrize("name", ["lasso", "qp", "deq", "newton"])
+def test_a_solve_past_its_time_limit_stops_and_says_so(name, monkeypatch):
+    """The deadline is looked at once per iteration; here it passes after the second look, so each
+    solver (FISTA, the interior point, Anderson, Newton) stops after two iterations."""
+    from optlang.solvers import result
+
+    looks = []
+    monkeypatch.setattr(result.Deadline, "passed", lambda self: looks.append(1) or len(looks) > 2)
+    if name == "newton":
+        layer = optlang.compile_string("problem p\ndim n\nparam u[n]\nvar x[n]\n"
+                                       "minimize sum(exp(x)) + sumsq(x - u) + sum(x^4)\n")
+        params = {"u": torch.linspace(-4, 9, 12, dtype=torch.float64).reshape(3, 4)}
+    else:
+        from test_classes import BY_NAME
+        import references as R
+
+        ex = BY_NAME[name]
+        one, _ = R.draw(ex.sample, 1, ex.fixed_size, (3,))
+        layer, params = example(name), {n: torch.tensor(one[n], dtype=torch.float64) for n in ex.params}
+    with pytest.warns(RuntimeWarning, match=r"did not converge .*\(3 time_limit"):
+        sol = layer.solve(**params, tol=1e-14)
+    assert sol.stats.status_names() == ["time_limit"] * 3
+    assert int(sol.stats.iterations.max()) == 2
+    assert all(bool(torch.isfinite(v).all()) for v in sol._values.values())
+
+
+@pytest.mark.parametrize("bad", [0, -1.0, float("inf"), float("nan"), "60"])
+def test_a_time_limit_must_be_a_finite_positive_number(bad):
+    with pytest.raises(CallError, match="option time_limit must be a"):
+        example("sparsemax")(v=torch.zeros(2, 3), time_limit=bad)
+
+
+def test_a_time_limit_in_the_file_is_checked_where_written():
+    with pytest.raises(optlang.OptError) as info:
+        optlang.compile_string("problem p\nvar x\nminimize square(x - 1)\noptions\n  time_limit = 0\n", "t.opt")
+    assert str(info.value).startswith("t.opt:5:")
+    assert "option time_limit must be a finite positive number" in str(info.value)

@@ -12,8 +12,8 @@ from optlang.syntax import ast
 
 SOLVERS = ("auto", "newton", "pgd", "fista", "ipm", "admm", "anderson")
 BACKWARDS = ("auto", "direct", "cg", "gmres", "neumann", "unroll")
-RESERVED_PARAM_NAMES = ("backend", "backward", "init", "max_iter", "solver", "tol", "verbose", "warn")
-OPTION_KINDS = {"solver": str, "backward": str, "tol": float, "max_iter": int}
+RESERVED_PARAM_NAMES = ("backend", "backward", "init", "max_iter", "solver", "time_limit", "tol", "verbose", "warn")
+OPTION_KINDS = {"solver": str, "backward": str, "tol": float, "max_iter": int, "time_limit": float}
 
 
 def check_declarations(program: ast.Program, dims, params, vars_) -> None:

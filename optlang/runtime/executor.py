@@ -8,6 +8,7 @@ from optlang.solvers.anderson import anderson
 from optlang.solvers.backward import adjoint_solve, finite_param_grads
 from optlang.solvers.newton import newton
 from optlang.solvers.pgd import fista
+from optlang.solvers.result import Deadline
 
 _modules: dict = {}  # plan -> generated module: printing and hashing happen once per plan
 
@@ -37,16 +38,17 @@ class TorchExecutor:
         tol, max_iter = options["tol"], options["max_iter"]
         solver = default_solver(plan, options["solver"])
         init = options.get("init")  # a flat state to start from (a warm start), or None
+        deadline = Deadline(options.get("time_limit"))
         if plan.kind == "prox":
-            return fista(bound, tol, max_iter, accelerate=solver == "fista", x0=init)
+            return fista(bound, tol, max_iter, accelerate=solver == "fista", x0=init, deadline=deadline)
         if plan.kind == "kkt":
             from optlang.runtime.kkt import solve_kkt
 
-            return solve_kkt(bound, tol, max_iter, init)
+            return solve_kkt(bound, tol, max_iter, init, deadline)
         x0 = torch.zeros(bound.batch + (bound.n,), dtype=bound.dtype, device=bound.device) if init is None else init
         if solver == "anderson":
-            return anderson(lambda x: x - bound.residual(x), x0, tol, max_iter)
-        return newton(bound, x0, tol, max_iter, minimize=plan.kind == "smooth")
+            return anderson(lambda x: x - bound.residual(x), x0, tol, max_iter, deadline=deadline)
+        return newton(bound, x0, tol, max_iter, minimize=plan.kind == "smooth", deadline=deadline)
 
     def backward(self, bound, x, g, options: dict, wanted: set) -> dict:
         method = backward_method(bound.plan, bound.n, options["backward"])

@@ -81,7 +81,7 @@ class KKTView:
         return self._once("hessian", build, self._hessian_constant)
 
 
-def solve_kkt(bound, tol: float, max_iter: int, x0=None) -> SolveResult:
+def solve_kkt(bound, tol: float, max_iter: int, x0=None, deadline=None) -> SolveResult:
     """The interior-point solve, returned as the flat state (vars, lam, nu) with per-element stats;
     `x0`: a flat state (*batch, N) to warm-start from."""
     view = KKTView(bound)
@@ -89,7 +89,7 @@ def solve_kkt(bound, tol: float, max_iter: int, x0=None) -> SolveResult:
     if x0 is not None:
         flat = view._out(x0)
         start = (flat[:, :view.n], flat[:, view.n: view.n + view.m], flat[:, view.n + view.m:])
-    out = ipm(view, tol, max_iter, start)
+    out = ipm(view, tol, max_iter, start, deadline)
     state = torch.cat([out.x, out.lam, out.nu], dim=-1).reshape(bound.batch + (bound.n,))
     shape = bound.batch
     return SolveResult(state, out.converged.reshape(shape), out.iterations.reshape(shape),

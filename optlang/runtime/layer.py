@@ -18,12 +18,12 @@ from optlang.passes.select import CLASS_WORDS, SOLVERS, allowed_backwards, defau
 from optlang.runtime import binding
 from optlang.runtime.bound import BoundProblem
 from optlang.runtime.function import CallState, ImplicitSolve
-from optlang.solvers.result import STATUS, default_tol
+from optlang.solvers.result import DEFAULT_TIME_LIMIT, STATUS, default_tol
 
 BACKENDS = ("torch", "triton")
 LOCAL_NOTE = ("local solution: the objective is not provably convex, so a converged element is a stationary "
               "point (gradient 0), not necessarily a global minimum")
-CALL_OPTIONS = ("tol", "max_iter", "solver", "backward")
+CALL_OPTIONS = ("tol", "max_iter", "time_limit", "solver", "backward")
 
 
 @dataclass
@@ -312,6 +312,7 @@ class Layer(torch.nn.Module):
         options.update(self._check_options(call_options))
         options.setdefault("tol", default_tol(dtype))
         options.setdefault("max_iter", 500)
+        options.setdefault("time_limit", DEFAULT_TIME_LIMIT)
         options.setdefault("solver", "auto")
         options.setdefault("backward", "auto")
         return options

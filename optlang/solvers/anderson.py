@@ -27,7 +27,7 @@ REGULARIZATION = 1e-10
 
 
 def anderson(fixed_map, x0: torch.Tensor, tol: float, max_iter: int, memory: int = MEMORY, mixing: float = MIXING,
-             regularization: float = REGULARIZATION) -> SolveResult:
+             regularization: float = REGULARIZATION, deadline=None) -> SolveResult:
     """Solve x = fixed_map(x) from x0 (*batch, N); `residual` is relative_residual of x - fixed_map(x).
 
     `memory` is Walker & Ni's m: the number of past steps (m + 1 iterates)
@@ -45,8 +45,12 @@ def anderson(fixed_map, x0: torch.Tensor, tol: float, max_iter: int, memory: int
     dX = x.new_zeros(*x.shape[:-1], memory, x.shape[-1])
     dF = torch.zeros_like(dX)
     count = torch.zeros_like(iters)  # valid history columns, the newest last
+    timed_out = False
     for _ in range(max_iter):
         if bool(done.all()):
+            break
+        if deadline is not None and deadline.passed():
+            timed_out = True
             break
         active = ~done
         x_plain = x + mixing * f
@@ -78,7 +82,7 @@ def anderson(fixed_map, x0: torch.Tensor, tol: float, max_iter: int, memory: int
     status = None
     if bool(failed.any()):
         status = torch.where(failed, FAILED, torch.where(converged, CONVERGED, MAX_ITER)).to(torch.int64)
-    return SolveResult(x, converged, iters, res, status)
+    return SolveResult(x, converged, iters, res, status, timed_out=timed_out)
 
 
 def _coefficients(dF: torch.Tensor, f: torch.Tensor, count: torch.Tensor, regularization: float) -> torch.Tensor:

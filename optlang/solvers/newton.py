@@ -18,7 +18,7 @@ MAX_HALVINGS = 40
 COMPACT = 0.5  # compact the batch when at most this fraction of it is still unconverged
 
 
-def newton(prob, x0: torch.Tensor, tol: float, max_iter: int, minimize: bool) -> SolveResult:
+def newton(prob, x0: torch.Tensor, tol: float, max_iter: int, minimize: bool, deadline=None) -> SolveResult:
     """Solve residual(x) = 0 by Newton steps from x0.
 
     Converged elements leave the batch (compaction): once at most COMPACT of the elements still
@@ -36,8 +36,12 @@ def newton(prob, x0: torch.Tensor, tol: float, max_iter: int, minimize: bool) ->
     done = res <= tol
     iters = torch.zeros(size, dtype=torch.int64, device=x.device)
     out_x, out_res, out_done, out_iters = x, res, done, iters
+    timed_out = False
     for _ in range(max_iter):
         if bool(done.all()):
+            break
+        if deadline is not None and deadline.passed():
+            timed_out = True
             break
         if int((~done).sum()) <= COMPACT * len(index):
             out_x, out_res, out_done, out_iters = (o.index_copy(0, index, v) for o, v in
@@ -64,7 +68,7 @@ def newton(prob, x0: torch.Tensor, tol: float, max_iter: int, minimize: bool) ->
     out_x, out_res, out_done, out_iters = (o.index_copy(0, index, v) for o, v in
                                            ((out_x, x), (out_res, res), (out_done, done), (out_iters, iters)))
     return SolveResult(out_x.reshape(batch + (n,)), out_done.reshape(batch), out_iters.reshape(batch),
-                       out_res.reshape(batch))
+                       out_res.reshape(batch), timed_out=timed_out)
 
 
 def _line_search(prob, x, dx, merit0, slope, minimize, done):

@@ -23,7 +23,7 @@ POLISH_EVERY = 50  # FISTA iterations between polish attempts while some element
 MAX_BACKTRACK = 60
 
 
-def fista(prob, tol: float, max_iter: int, accelerate: bool = True, x0=None) -> SolveResult:
+def fista(prob, tol: float, max_iter: int, accelerate: bool = True, x0=None, deadline=None) -> SolveResult:
     """Minimize f + r, r given by its prox `prob.prox`, from the projection of x0 (default 0)."""
     zero = torch.zeros(prob.batch + (prob.n,), dtype=prob.dtype, device=prob.device)
     x = prob.prox(zero if x0 is None else x0, torch.zeros(prob.batch, dtype=prob.dtype, device=prob.device))
@@ -36,7 +36,11 @@ def fista(prob, tol: float, max_iter: int, accelerate: bool = True, x0=None) -> 
     y, t = x.clone(), torch.ones_like(scale)
     it = 0
     polish_at = POLISH_AT
+    timed_out = False
     while it < max_iter and not bool(done.all()):
+        if deadline is not None and deadline.passed():
+            timed_out = True
+            break
         active = ~done
         g, fy = prob.gradient(y), prob.objective(y)
         # The extrapolated point y can leave the domain of f (x log x, log, sqrt at or past the
@@ -67,7 +71,7 @@ def fista(prob, tol: float, max_iter: int, accelerate: bool = True, x0=None) -> 
             t = torch.ones_like(t)
             # Polish again only after FISTA has made a decade of progress.
             polish_at = 0.1 * float(torch.where(done, torch.zeros_like(res), res).max().detach())
-    return SolveResult(x, done, iters, res)
+    return SolveResult(x, done, iters, res, timed_out=timed_out)
 
 
 def _backtrack(prob, y, g, fy, L, active):

@@ -1,13 +1,28 @@
 """What a forward solve returns: the solution and per-element statistics."""
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass
 
 import torch
 
 # Per-element outcome codes, `SolveResult.status` holds their index.
-STATUS = ("converged", "max_iter", "infeasible", "unbounded", "failed")
-CONVERGED, MAX_ITER, INFEASIBLE, UNBOUNDED, FAILED = range(len(STATUS))
+STATUS = ("converged", "max_iter", "infeasible", "unbounded", "failed", "time_limit")
+CONVERGED, MAX_ITER, INFEASIBLE, UNBOUNDED, FAILED, TIME_LIMIT = range(len(STATUS))
+DEFAULT_TIME_LIMIT = 600.0  # seconds a forward solve may run (option time_limit): a safety net, not a budget
+
+
+class Deadline:
+    """The wall-clock end of a solve. Solvers look at it once per iteration and stop when it has
+    passed: the elements still running end "time_limit". It bounds a solve whose iterations are each
+    slow (huge data, an ill-conditioned line search) where max_iter alone would take hours; an
+    iteration that has started is not interrupted."""
+
+    def __init__(self, seconds: float | None):
+        self.at = None if seconds is None else time.monotonic() + seconds
+
+    def passed(self) -> bool:
+        return self.at is not None and time.monotonic() >= self.at
 
 
 @dataclass
@@ -23,12 +38,15 @@ class SolveResult:
     iterations: torch.Tensor  # int64
     residual: torch.Tensor  # the relative residual at the end
     status: torch.Tensor | None = None
+    timed_out: bool = False  # the solve stopped at its Deadline: "max_iter" elements are "time_limit"
 
     def status_codes(self) -> torch.Tensor:
         """The codes; an element that ended with a non-finite residual or state is "failed"."""
         status = self.status
         if status is None:
             status = torch.where(self.converged, CONVERGED, MAX_ITER).to(torch.int64)
+        if self.timed_out:
+            status = torch.where(status == MAX_ITER, TIME_LIMIT, status)
         broken = ~self.converged & ~(torch.isfinite(self.residual) & torch.isfinite(self.x).all(-1))
         return torch.where(broken, FAILED, status)
 
