@@ -285,3 +285,19 @@ def test_a_time_limit_in_the_file_is_checked_where_written():
         optlang.compile_string("problem p\nvar x\nminimize square(x - 1)\noptions\n  time_limit = 0\n", "t.opt")
     assert str(info.value).startswith("t.opt:5:")
     assert "option time_limit must be a finite positive number" in str(info.value)
+
+
+def test_the_call_matrix_has_no_crash_hang_or_quiet_wrong_answer():
+    """benchmarks/call_matrix.py on the examples that cover a psd param, a prox class, a domain and
+    a fixed point (the script runs all twelve)."""
+    import io
+    import pathlib
+    import sys
+
+    sys.path.insert(0, str(pathlib.Path(__file__).resolve().parent.parent / "benchmarks"))
+    import call_matrix
+
+    cells = call_matrix.run(["qp", "lasso", "logistic", "deq"], limit=60.0, out=io.StringIO())
+    bad = {k: v for k, v in cells.items() if v[0] in call_matrix.BAD}
+    assert not bad
+    assert {letter for letter, _ in cells.values()} == {"R", "E", "-"}
