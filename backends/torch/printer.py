@@ -21,6 +21,7 @@ UNARY = {
     "softplus": "torch.logaddexp({a}, torch.zeros_like({a}))",  # exact, unlike F.softplus's threshold
     "abs": "torch.abs({a})",
     "relu": "torch.relu({a})",
+    "relu2": "torch.square(torch.relu({a}))",
     "sign": "torch.sign({a})",
     "step": "mask({a} > 0, {a})",
 }

@@ -28,7 +28,7 @@ UNARY = {
     "negate": "-{a}", "exp": "tl.exp({a})", "log": "tl.log({a})", "sqrt": "tl.sqrt({a})",
     "sin": "tl.sin({a})", "cos": "tl.cos({a})", "tanh": "tanh_({a}, DTYPE)", "square": "{a} * {a}",
     "sigmoid": "tl.sigmoid({a})", "softplus": "softplus_({a})", "abs": "tl.abs({a})",
-    "relu": "tl.maximum({a}, 0.0)", "sign": "sign_({a}, DTYPE)", "step": "({a} > 0.0).to(DTYPE)",
+    "relu": "tl.maximum({a}, 0.0)", "relu2": "tl.maximum({a}, 0.0) * tl.maximum({a}, 0.0)", "sign": "sign_({a}, DTYPE)", "step": "({a} > 0.0).to(DTYPE)",
 }
 BINARY = {
     "add": "{a} + {b}", "sub": "{a} - {b}", "mul": "{a} * {b}", "div": "{a} / {b}", "pow": "pow_({a}, {b})",

@@ -114,6 +114,8 @@ def ew(op: str, *args: Expr) -> Expr:
     """An elementwise primitive with constant folding and unit/zero rules."""
     shape = _bshape(*args)
     args = _unbroadcast_args(args, shape)
+    if op == "square" and isinstance(args[0], Elementwise) and args[0].op == "relu":
+        return ew("relu2", args[0].args[0])
     if all(isinstance(a, Const) for a in args):
         folded = _fold(op, [a.value for a in args])
         if folded is not None:
@@ -169,7 +171,7 @@ def ew(op: str, *args: Expr) -> Expr:
 
 
 FOLDABLE = ("add", "sub", "mul", "div", "pow", "negate", "exp", "log", "sqrt", "square", "sin", "cos", "tanh",
-            "abs", "sigmoid", "softplus", "relu", "sign", "step", "maximum", "minimum", "ge", "le")
+            "abs", "sigmoid", "softplus", "relu", "relu2", "sign", "step", "maximum", "minimum", "ge", "le")
 
 
 def _fold(op: str, vals: list) -> float | None:
@@ -181,7 +183,7 @@ def _fold(op: str, vals: list) -> float | None:
             "exp": math.exp, "log": math.log, "sqrt": math.sqrt, "square": lambda a: a * a,
             "sin": math.sin, "cos": math.cos, "tanh": math.tanh, "abs": abs,
             "sigmoid": lambda a: 1.0 / (1.0 + math.exp(-a)), "softplus": lambda a: math.log1p(math.exp(a)),
-            "relu": lambda a: max(a, 0.0), "sign": lambda a: float((a > 0) - (a < 0)),
+            "relu": lambda a: max(a, 0.0), "relu2": lambda a: max(a, 0.0) ** 2, "sign": lambda a: float((a > 0) - (a < 0)),
             "step": lambda a: float(a > 0), "maximum": max, "minimum": min,
             "ge": lambda a, b: float(a >= b), "le": lambda a, b: float(a <= b),
         }

@@ -12,8 +12,8 @@ from optlang.syntax import ast
 REDUCTIONS = ("sum", "mean", "sumsq", "norm1", "norm2", "norminf", "logsumexp", "max", "min")
 ARITY = {name: 1 for name in REDUCTIONS}
 ARITY.update({name: 1 for name in SURFACE_ELEMENTWISE})
-ARITY.update({"maximum": 2, "minimum": 2, "dot": 2, "quad": 2, "transpose": 1, "clip": 3, "neg": 1})
-TAKES_AXIS = set(REDUCTIONS) | {"dot"}
+ARITY.update({"maximum": 2, "minimum": 2, "dot": 2, "quad": 2, "transpose": 1, "clip": 3, "neg": 1, "expand": 1})
+TAKES_AXIS = set(REDUCTIONS) | {"dot", "expand"}
 
 
 def call(node: ast.Call, scope):
@@ -41,6 +41,8 @@ def call(node: ast.Call, scope):
         return _dot(node, args, axis)
     if name == "quad":
         return _quad(node, args)
+    if name == "expand":
+        return _expand(node, args[0], axis)
     if name == "transpose":
         if len(args[0].shape) != 2:
             raise OptError("transpose needs a matrix", node.span, f"the argument is {shapes.fmt(args[0].shape)}; a vector is its own transpose")
@@ -92,6 +94,19 @@ def _reduction(node: ast.Call, name: str, x, axis):
     if name == "sumsq":
         return A.reduce("sum", A.ew("square", x), ax)
     return A.reduce(name, x, ax)
+
+
+def _expand(node, x, axis):
+    """expand(x, axis=k): x with a new axis of size 1 at position k, for broadcasting against
+    another expansion: expand(x, axis=1) - expand(x, axis=0) pairs every row of x with every row."""
+    if axis is None:
+        raise OptError("expand needs axis=k: where the new axis goes", node.span,
+                       f"write expand(x, axis=k) with k from 0 to {len(x.shape)}")
+    ax, span = axis
+    if ax > len(x.shape):
+        raise OptError(f"axis={ax} is out of range for expand of {shapes.fmt(x.shape)}", span,
+                       f"the new axis goes at 0 to {len(x.shape)}")
+    return A.expand_dims(x, ax)
 
 
 def _dot(node, args, axis):

@@ -57,6 +57,11 @@ def _relu_rule(args, out):
     return (A.ew("step", args[0]),)
 
 
+def _relu2_rule(args, out):
+    from optlang.ir import algebra as A
+    return (A.mul(A.const(2.0), A.ew("relu", args[0])),)
+
+
 def _maximum_rule(args, out):
     from optlang.ir import algebra as A
     first = A.ew("ge", args[0], args[1])  # ties go to the first argument
@@ -94,6 +99,10 @@ _add("sigmoid", 1, True, lambda u: 1 / (1 + sp.exp(-u)), _sigmoid_rule)
 _add("softplus", 1, True, lambda u: sp.log(1 + sp.exp(u)), _softplus_rule)
 _add("abs", 1, False, sp.Abs, _abs_rule)
 _add("relu", 1, False, lambda u: sp.Max(u, 0), _relu_rule)
+# square(relu(u)), which `algebra.ew` writes for square(pos(u)) and pos(u)^2: continuously
+# differentiable, so it is smooth for the solvers and the implicit function theorem (its second
+# derivative jumps where u = 0: a soft-sphere pair exactly at contact).
+_add("relu2", 1, True, lambda u: sp.Max(u, 0)**2, _relu2_rule)
 _add("sign", 1, False, sp.sign, _zero_rule)
 _add("step", 1, False, _heaviside, _zero_rule)  # 1.0 where u > 0, else 0.0
 _add("add", 2, True, lambda a, b: a + b)

@@ -76,7 +76,7 @@ def _pieces(e, names: tuple) -> tuple:
     if isinstance(e, (Broadcast, SumTo)):
         return ATOM, ["broadcast(" if isinstance(e, Broadcast) else "sum_to(", (e.a, 0), f", {fmt(e.shape)})"]
     if isinstance(e, ExpandDims):
-        return ATOM, ["expand_dims(", (e.a, 0), f", axis={e.axis})"]
+        return ATOM, ["expand(", (e.a, 0), f", axis={e.axis})"]  # as the language spells it
     raise AssertionError(f"no text for IR node {type(e).__name__}")
 
 
@@ -106,6 +106,8 @@ def _elementwise(e: Elementwise) -> tuple:
     if e.op == "pow":
         # Right-associative, and the exponent may be a unary: x^-2.
         return POWER, [(e.args[0], POSTFIX), "^", (e.args[1], UNARY)]
+    if e.op == "relu2":  # an internal primitive: shown as the user writes it
+        return ATOM, ["square(relu(", (e.args[0], 0), "))"]
     parts = [f"{e.op}("]
     for i, a in enumerate(e.args):
         parts += ([", "] if i else []) + [(a, 0)]

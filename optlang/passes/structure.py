@@ -140,7 +140,7 @@ def is_zero_bound(e) -> bool:
 
 # ---- curvature ---------------------------------------------------------------------------
 
-CONVEX_INCREASING = {"exp", "softplus", "relu"}
+CONVEX_INCREASING = {"exp", "softplus", "relu", "relu2"}
 CONCAVE_INCREASING = {"log", "sqrt"}
 CONVEX_REDUCTIONS = {"norm1", "norm2", "norminf", "max", "logsumexp"}
 

@@ -3,6 +3,10 @@
 For minimize problems the line search is Armijo on the objective (and a
 non-descent Newton direction is replaced by the negative gradient); for root
 problems it is Armijo on the merit |F|^2 / 2. Converged elements stop moving.
+On a problem not proven convex (`local`) the Hessian is made positive definite
+first where it is not (a multiple of the identity added until Cholesky succeeds,
+Nocedal & Wright's algorithm 3.3): an indefinite Hessian's Newton step points
+at a saddle, and the negative gradient alone crawls.
 """
 from __future__ import annotations
 
@@ -18,7 +22,8 @@ MAX_HALVINGS = 40
 COMPACT = 0.5  # compact the batch when at most this fraction of it is still unconverged
 
 
-def newton(prob, x0: torch.Tensor, tol: float, max_iter: int, minimize: bool, deadline=None) -> SolveResult:
+def newton(prob, x0: torch.Tensor, tol: float, max_iter: int, minimize: bool, deadline=None,
+           local: bool = False) -> SolveResult:
     """Solve residual(x) = 0 by Newton steps from x0.
 
     Converged elements leave the batch (compaction): once at most COMPACT of the elements still
@@ -50,7 +55,7 @@ def newton(prob, x0: torch.Tensor, tol: float, max_iter: int, minimize: bool, de
             index, x, F, scale, res, done, iters = (v[keep] for v in (index, x, F, scale, res, done, iters))
             sub = prob.take(index)
         J = sub.jacobian(x)
-        dx, _ = solve(J, -F)
+        dx = _modified_newton_step(J, F) if local and minimize else solve(J, -F)[0]
         if minimize:
             slope = (F * dx).sum(-1)
             dx = torch.where((slope < 0)[..., None], dx, -F)
@@ -69,6 +74,30 @@ def newton(prob, x0: torch.Tensor, tol: float, max_iter: int, minimize: bool, de
                                            ((out_x, x), (out_res, res), (out_done, done), (out_iters, iters)))
     return SolveResult(out_x.reshape(batch + (n,)), out_done.reshape(batch), out_iters.reshape(batch),
                        out_res.reshape(batch), timed_out=timed_out)
+
+
+SHIFT_TRIES = 30  # shifts tau, 10x apart: from 1e-8 to 1e22 times the Hessian's largest diagonal entry
+
+
+def _modified_newton_step(H, F):
+    """-(H + tau I)^-1 F per element, tau = 0 where H is positive definite, else the smallest of
+    1e-8, 1e-7, ... times max(1, max |H_ii|) that makes Cholesky succeed."""
+    H = 0.5 * (H + H.transpose(-1, -2))
+    eye = torch.eye(H.shape[-1], dtype=H.dtype, device=H.device)
+    chol, info = torch.linalg.cholesky_ex(H)
+    bad = (info != 0) | ~torch.isfinite(chol).all(-1).all(-1)
+    tau = 1e-8 * H.diagonal(dim1=-2, dim2=-1).abs().amax(-1).clamp(min=1.0)
+    for _ in range(SHIFT_TRIES):
+        if not bool(bad.any()):
+            break
+        shifted, info = torch.linalg.cholesky_ex(H + (tau * bad)[..., None, None] * eye)
+        ok = bad & (info == 0) & torch.isfinite(shifted).all(-1).all(-1)
+        chol = torch.where(ok[..., None, None], shifted, chol)
+        bad = bad & ~ok
+        tau = 10.0 * tau
+    # An element no shift repaired (a non-finite Hessian) takes the negative gradient.
+    chol = torch.where(bad[..., None, None], eye, chol)
+    return torch.cholesky_solve(-F.unsqueeze(-1), chol).squeeze(-1)
 
 
 def _line_search(prob, x, dx, merit0, slope, minimize, done):
