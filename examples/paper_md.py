@@ -39,7 +39,7 @@ dev, dtype = device(), torch.float64  # float64: the finite differences need it
 packing = optlang.compile(pathlib.Path(__file__).with_name("paper_md.opt"))
 N = args.n
 s = torch.where(torch.arange(N) % 2 == 0, 1.0, 1.4).to(dev, dtype)  # relative diameters
-x0 = torch.rand(N, 2, device=dev, dtype=dtype)  # random start: the discs overlap everywhere
+x0 = torch.rand(N, 2, device=dev, dtype=dtype)  # the start: random, the discs overlap everywhere
 fixed = dict(x0=x0, s=s, L=torch.tensor(1.0, device=dev, dtype=dtype),
              k=torch.tensor(1e-4, device=dev, dtype=dtype))  # the tether that pins rattlers (see .opt)
 
@@ -51,21 +51,22 @@ def diameter_scale(fraction: float) -> float:
 
 fractions = torch.linspace(0.86, 0.92, args.fractions).tolist()
 progress = Progress(len(fractions), "packing sweep", every=1)
-x, records = x0, []
+u, records = torch.zeros_like(x0), []
 for step, fraction in enumerate(fractions):
     sigma = torch.tensor(diameter_scale(fraction), device=dev, dtype=dtype)
-    sol = packing.solve(**fixed, sigma=sigma, init={"x": x})
-    x = sol.x
-    # dx/dsigma by forward mode through the implicit derivative, at this packing.
-    _, dx = torch.func.jvp(lambda t: packing(**fixed, sigma=t, init={"x": x}), (sigma,), (torch.ones_like(sigma),))
+    sol = packing.solve(**fixed, sigma=sigma, init={"u": u})
+    u = sol.u
+    # dx/dsigma = du/dsigma by forward mode through the implicit derivative, at this packing.
+    _, dx = torch.func.jvp(lambda t: packing(**fixed, sigma=t, init={"u": u}), (sigma,), (torch.ones_like(sigma),))
     h = 1e-6 * float(sigma)
-    plus = packing.solve(**fixed, sigma=sigma + h, init={"x": x}, tol=1e-12).x
-    minus = packing.solve(**fixed, sigma=sigma - h, init={"x": x}, tol=1e-12).x
+    plus = packing.solve(**fixed, sigma=sigma + h, init={"u": u}, tol=1e-12).u
+    minus = packing.solve(**fixed, sigma=sigma - h, init={"u": u}, tol=1e-12).u
     fd = (plus - minus) / (2 * h)
     agreement = float((dx - fd).abs().max() / fd.abs().max())
     records.append((fraction, float(sol.objective), int(sol.stats.iterations), agreement))
     progress.update(step, fraction=fraction, energy=float(sol.objective), newton_iters=int(sol.stats.iterations),
                     fd_rel_err=agreement, status=sol.stats.status_names())
+x = x0 + u
 
 print(f"dx/dsigma vs central finite differences (max abs difference / max abs): "
       f"worst {max(r[3] for r in records):.2e} over {len(records)} packings of {N} discs")
