@@ -363,7 +363,7 @@ def test_parameter_errors(name, kwargs, message):
 def test_unknown_compile_option():
     with pytest.raises(optlang.CallError) as info:
         optlang.compile(BY_NAME["ridge"].path, tolerance=1e-3)
-    assert str(info.value) == "unknown option 'tolerance'; the options are tol, max_iter, solver, backward and backend"
+    assert str(info.value) == "unknown option 'tolerance'; the options are tol, max_iter, time_limit, solver, backward and backend"
 
 
 # -- the generated-code cache -------------------------------------------------------------------------------

@@ -16,6 +16,8 @@ by the same strategy. Strategies:
 """
 from __future__ import annotations
 
+import math
+
 import warnings
 
 import torch
@@ -96,8 +98,15 @@ def _neumann(prob, x, g, tol, transpose: bool = True):
     else:
         alpha = 1.0 / largest_eigenvalue(matvec, g).clamp(min=torch.finfo(g.dtype).tiny)
     w, ok = neumann(matvec, g, alpha, tol, NEUMANN_MAX_TERMS)
-    _warn(~ok, "the Neumann series did not converge in the backward pass",
-          "it needs the spectral radius of I - alpha J below 1; use backward=\"direct\" or \"gmres\"")
+    if prob.plan.kind == "smooth":
+        # H is SPD and alpha = 1 / lambda_max: the series always converges, at rate 1 - 1/kappa, so
+        # what runs out is the term budget (about kappa * ln(1/tol) terms are needed).
+        why = (f"with alpha = 1/lambda_max each term gains a factor 1 - 1/kappa, so it needs about "
+               f"kappa * ln(1/tol) terms and stopped at {NEUMANN_MAX_TERMS} (kappa above about "
+               f"{NEUMANN_MAX_TERMS / max(1.0, math.log(1 / tol)):.0f}); use backward=\"cg\" or \"direct\"")
+    else:
+        why = "it needs the spectral radius of I - alpha J below 1; use backward=\"direct\" or \"gmres\""
+    _warn(~ok, "the Neumann series did not converge in the backward pass", why)
     return w
 
 
