@@ -128,11 +128,11 @@ _qp_sizes = st.integers(2, 4).flatmap(lambda n: st.tuples(st.integers(1, 4), st.
 _svm_sizes = st.integers(1, 3).flatmap(lambda m: st.tuples(st.integers(m, m + 2), st.integers(2, 3)).map(
     lambda dk: {"m": m, "d": dk[0], "k": dk[1]}))
 PROX = ("direct", "gmres", "neumann")
-PROX_CG = ("direct", "cg", "gmres", "neumann")  # an elementwise prox (norm1): CG on the free coordinates too
+PROX_CG = ("direct", "cg", "gmres", "neumann")  # an elementwise prox or a simplex: CG on the free set too
 
 TABLE = [
     Example("sparsemax", ("v",), ("x",), "prox", R.sample_sparsemax, st.fixed_dictionaries({"n": st.integers(2, 6)}),
-            {"n": 4}, PROX, (("closed form", lambda p: {"x": R.sparsemax(p["v"])}, SOLUTION_RTOL),),
+            {"n": 4}, PROX_CG, (("closed form", lambda p: {"x": R.sparsemax(p["v"])}, SOLUTION_RTOL),),
             vjp=lambda p, out, cot: R.vjp_sparsemax(p, out["x"], cot["x"]),
             exact=lambda p, out: lambda q: {"x": R.sparsemax(q["v"])}),
     Example("lasso", ("X", "y", "lam"), ("w",), "prox", R.sample_lasso, _nd, {"n": 5, "d": 3}, PROX_CG,
@@ -153,7 +153,7 @@ TABLE = [
             st.fixed_dictionaries({"n": st.integers(2, 5)}), {"n": 4}, ("direct", "gmres"),
             (("cvxpy", _portfolio_cvxpy, CVXPY_RTOL),), vjp=_portfolio_vjp, exact=_portfolio_exact, psd=("Sigma",),
             shared=("Sigma", "gamma")),
-    Example("svm", ("X", "Y", "lam"), ("beta",), "prox", R.sample_svm, _svm_sizes, {"m": 2, "d": 3, "k": 3}, PROX,
+    Example("svm", ("X", "Y", "lam"), ("beta",), "prox", R.sample_svm, _svm_sizes, {"m": 2, "d": 3, "k": 3}, PROX_CG,
             (("cvxpy", lambda p: {"beta": R.svm_cvxpy(p)}, CVXPY_RTOL),), exact=_svm_exact, shared=("X", "lam")),
     Example("deq", ("W", "U", "u", "bias"), ("z",), "root", R.sample_deq,
             st.fixed_dictionaries({"d": st.integers(1, 4), "k": st.integers(1, 3)}), {"d": 3, "k": 2}, PROX,
@@ -191,7 +191,8 @@ def test_the_table_covers_every_class():
         layer = example(ex.name)
         assert layer.plan.kind == ex.kind, ex
         assert tuple(p.name for p in layer.plan.params) == ex.params, ex
-        label, diagonal = kind_label(layer.plan, layer.plan.kind), layer.plan.function("free_mask") is not None
+        label = kind_label(layer.plan, layer.plan.kind)
+        diagonal = any(layer.plan.function(f) is not None for f in ("free_mask", "prox_jvp"))  # free-set CG
         allowed = allowed_backwards(label, diagonal)
         assert set(allowed) == set(ex.backwards) | {"unroll"}, ex
     assert example("deq").plan.sense == "fixed_point"

@@ -701,7 +701,7 @@ for a problem with general constraints use "auto" or "ipm\""""),
 t.opt:9:3: error: backward "cg" is not available for this problem
     backward = "cg"
     ^^^^^^^^^^^^^^^
-for a problem with general constraints use "auto" or "direct" or "gmres" or "unroll" (CG needs a symmetric positive definite system: a Hessian, or an elementwise prox)"""),
+for a problem with general constraints use "auto" or "direct" or "gmres" or "unroll" (CG needs a symmetric positive definite system: a Hessian, or a prox whose Jacobian is a projection: boxes, norm1, a simplex)"""),
     ('kkt-backward-neumann', C + "  A @ w <= z\noptions\n  backward = \"neumann\"\n", """\
 t.opt:9:3: error: backward "neumann" is not available for this problem
     backward = "neumann"
@@ -711,17 +711,17 @@ for a problem with general constraints use "auto" or "direct" or "gmres" or "unr
 t.opt:6:3: error: backward "cg" is not available for this problem
     backward = "cg"
     ^^^^^^^^^^^^^^^
-for a root problem use "auto" or "direct" or "gmres" or "unroll" (CG needs a symmetric positive definite system: a Hessian, or an elementwise prox)"""),
+for a root problem use "auto" or "direct" or "gmres" or "unroll" (CG needs a symmetric positive definite system: a Hessian, or a prox whose Jacobian is a projection: boxes, norm1, a simplex)"""),
     ('root-backward-neumann', K + "options\n  backward = \"neumann\"\n", """\
 t.opt:6:3: error: backward "neumann" is not available for this problem
     backward = "neumann"
     ^^^^^^^^^^^^^^^^^^^^
 for a root problem use "auto" or "direct" or "gmres" or "unroll" (the Neumann series converges for Hessians and contractive fixed points, not for KKT systems or general roots)"""),
-    ('simplex-backward-cg', C + "  w >= 0\n  sum(w) == 1\noptions\n  backward = \"cg\"\n", """\
-t.opt:10:3: error: backward "cg" is not available for this problem
+    ('ball-backward-cg', C + "  norm2(w) <= 1\noptions\n  backward = \"cg\"\n", """\
+t.opt:9:3: error: backward "cg" is not available for this problem
     backward = "cg"
     ^^^^^^^^^^^^^^^
-for a problem with bounds, simplex or ball sets, or norm terms use "auto" or "direct" or "gmres" or "neumann" or "unroll" (CG needs a symmetric positive definite system: a Hessian, or an elementwise prox)"""),
+for a problem with bounds, simplex or ball sets, or norm terms use "auto" or "direct" or "gmres" or "neumann" or "unroll" (CG needs a symmetric positive definite system: a Hessian, or a prox whose Jacobian is a projection: boxes, norm1, a simplex)"""),
 ]
 
 @pytest.mark.parametrize("src, expected", [pytest.param(s, e, id=i) for i, s, e in OPT_ERRORS])
@@ -899,7 +899,7 @@ t.opt:7:3: error: backward "cg" is not available for this problem
     backward = "cg"
     ^^^^^^^^^^^^^^^
 for a fixed point problem use "auto" or "direct" or "gmres" or "neumann" or "unroll" (CG needs a \
-symmetric positive definite system: a Hessian, or an elementwise prox)""",
+symmetric positive definite system: a Hessian, or a prox whose Jacobian is a projection: boxes, norm1, a simplex)""",
          "calls the user's fixed_point a 'root problem' (the IR's normalized form leaks); this case was "
          "solver = \"anderson\", which fixed points now accept"),
     poor("multiline-span", V + "minimize sumsq(w\n  - z)\n", """\

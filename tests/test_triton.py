@@ -319,10 +319,10 @@ def test_one_launch_forward_one_backward(name, backward, monkeypatch):
 
 
 @pytest.mark.parametrize("name,backward", [("deq", "gmres"), ("deq", "neumann"), ("lasso", "gmres"),
-                                           ("deq", "unroll")])
+                                           ("deq", "unroll"), ("sparsemax", "cg")])
 def test_backwards_without_kernels_run_on_torch(name, backward, monkeypatch):
-    # GMRES and Neumann: the Triton forward kernel, then the PyTorch backend's adjoint solve on
-    # its solution; unroll: the layer runs the torch solver under autograd, no kernel at all.
+    # GMRES, Neumann and CG on a simplex's free set: the Triton forward kernel, then the PyTorch
+    # backend's adjoint solve on its solution; unroll: the layer runs the torch solver under autograd, no kernel at all.
     model, params = layer(name), data(name)
     _, grads_ref, _ = run(model, params, "torch", backward=backward)
     counters = count_launches(model, monkeypatch)

@@ -94,7 +94,8 @@ class TritonExecutor:
 
     def backward(self, bound, x, g, options: dict, wanted: set) -> dict:
         method = backward_method(bound.plan, bound.n, options["backward"])
-        if method in ("gmres", "neumann"):
+        # CG on a simplex's free set uses prox_jvp, which only the PyTorch backend's functions have.
+        if method in ("gmres", "neumann") or (method == "cg" and bound.plan.function("prox_jvp") is not None):
             return _torch_backward(bound, x, g, options, wanted)
         launch = _Launch(bound)
         B = launch.B

@@ -471,7 +471,7 @@ def print_plan(plan: Plan) -> str:
 
 # Functions the layer evaluates with the PyTorch backend on any backend (a few ops after the solve,
 # under autograd): no kernel calls them.
-LAYER_ONLY = ("duals", "value")
+LAYER_ONLY = ("duals", "value", "prox_jvp")  # prox_jvp: the PyTorch CG backward's
 
 
 def wrap(line: str, width: int = 110) -> str:

@@ -35,6 +35,14 @@ class VarSet:
     term: ProxTerm | None = None
 
     @property
+    def projection(self) -> bool:
+        """True when the prox's Jacobian is an orthogonal projection (0/1 diagonal, or on a simplex
+        the projection onto {support, sum = 0}): the CG on the free set applies (`backward._cg_prox`)."""
+        alone_on_simplex = (self.simplex is not None and self.lower is None and self.upper is None
+                            and self.radius is None and self.term is None)
+        return self.diagonal or alone_on_simplex
+
+    @property
     def diagonal(self) -> bool:
         """True when the prox's Jacobian is diagonal (boxes, norm1): masked CG applies."""
         return self.simplex is None and self.radius is None and (self.term is None or self.term.op == "norm1")

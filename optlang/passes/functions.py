@@ -11,6 +11,7 @@ blocks `x` (vars, and duals for KKT), the params `theta`, and a tangent `v`
   value                       the whole objective, prox terms included   (prox kind with prox terms)
   prox(x, theta, step)        prox_{step r}(x) per var        (prox kind)
   free_mask(x, theta)         diag of prox's Jacobian at x - grad f  (prox kind, diagonal prox only)
+  prox_jvp(x, theta, v)       prox's Jacobian at x - grad f applied to v (prox kind, a simplex)
   ineq, eq, jvp_ineq, jvp_eq  g, h and their Jacobians in x applied to v   (kkt kind)
   hvp_lagrangian(x, theta, v) the Hessian of the Lagrangian in the vars applied to v  (kkt kind)
   duals(x, theta)             the labelled duals as written, where classify rewrote a constraint (kkt kind)
@@ -86,13 +87,13 @@ def derive_functions(cond: Conditions) -> Functions:
         fns.append(FunctionSpec("value", xs + theta, (("f", problem.expr),),
                                 "the whole objective, nonsmooth terms included (minimized)"))
     if cond.kind == "prox":
-        fns += _prox_functions(cond, xs, theta)
+        fns += _prox_functions(cond, xs, theta, v_vars, along_vars)
     if cond.kind == "kkt":
         fns += _kkt_functions(cond, state, xs, theta, v_vars, along_vars)
     return Functions(cond, tuple(fns))
 
 
-def _prox_functions(cond, xs, theta) -> list:
+def _prox_functions(cond, xs, theta, v_vars, along_vars) -> list:
     names = [b.name for b in cond.var_blocks]
     out = [FunctionSpec("prox", xs + theta + (STEP,), tuple(zip(names, cond.prox)),
                         "the proximal operator of step * (each var's set indicator and prox term)")]
@@ -104,6 +105,13 @@ def _prox_functions(cond, xs, theta) -> list:
                       for n, vs, x in zip(names, cond.classified.sets, xs))
         out.append(FunctionSpec("free_mask", xs + theta, masks,
                                 "the diagonal of the prox's Jacobian at x - grad f (1 where x is free)"))
+    elif all(vs.projection for vs in cond.classified.sets):
+        # A simplex: the Jacobian is the projection onto {the support, sum = 0}, applied to v.
+        at = {x: A.sub(x, g) for x, g in zip(xs, cond.gradient)}
+        applied = tuple((n, substitute(jvp(prox_of(vs, x, A.const(1.0)), along_vars), at))
+                        for n, vs, x in zip(names, cond.classified.sets, xs))
+        out.append(FunctionSpec("prox_jvp", xs + theta + v_vars, applied,
+                                "the prox's Jacobian at x - grad f applied to v (a projection onto the free set)"))
     return out
 
 

@@ -24,7 +24,7 @@ WIDTH = 100  # where the reasons in `method` wrap
 # How each function's outputs print; outputs are keyed by block (or param) name, shown in brackets
 # when a function has several.
 OUTPUT_NAMES = {"residual": "F", "jvp_x": "Jv", "vjp_x": "JTu", "objective": "f", "gradient": "g", "hvp": "Hv",
-                "prox": "prox", "free_mask": "free", "ineq": "g", "eq": "h", "jvp_ineq": "Jg_v", "jvp_eq": "Jh_v",
+                "prox": "prox", "free_mask": "free", "prox_jvp": "Pv", "ineq": "g", "eq": "h", "jvp_ineq": "Jg_v", "jvp_eq": "Jh_v",
                 "hvp_lagrangian": "HLv", "value": "f_all"}
 
 

@@ -71,7 +71,7 @@ def select(fns: Functions) -> tuple:
     """Choose and justify the solver and the backward method."""
     problem = fns.conditions.problem
     label = kind_label(problem, fns.conditions.kind)
-    diagonal = fns.get("free_mask") is not None
+    diagonal = fns.get("free_mask") is not None or fns.get("prox_jvp") is not None  # CG on the free set applies
     solver = problem.option("solver", "auto")
     if solver == "auto":
         solver, why = SOLVERS[label][0], SOLVER_WHY[label]
@@ -87,7 +87,10 @@ def select(fns: Functions) -> tuple:
         why = "set in the options block"
     backward = problem.option("backward", "auto")
     allowed = allowed_backwards(label, diagonal)
-    if backward == "auto":
+    if backward == "auto" and fns.get("prox_jvp") is not None:
+        bwhy = ("conjugate gradients on the simplex's free set (the support, sum zero) at every size: at most "
+                "|support| iterations of Hessian-vector products, where a dense solve factors the whole state")
+    elif backward == "auto":
         bwhy = BACKWARD_WHY[label].format(max=DIRECT_MAX, krylov="conjugate gradients on the free coordinates"
                                           if diagonal else "GMRES on the fixed point's Jacobian")
     elif backward not in allowed:
@@ -110,7 +113,8 @@ def allowed_backwards(label: str, diagonal: bool) -> tuple:
 
 def _why_not(label: str, backward: str) -> str:
     if backward == "cg":
-        return " (CG needs a symmetric positive definite system: a Hessian, or an elementwise prox)"
+        return (" (CG needs a symmetric positive definite system: a Hessian, or a prox whose Jacobian is a "
+                "projection: boxes, norm1, a simplex)")
     if backward == "neumann":
         return " (the Neumann series converges for Hessians and contractive fixed points, not for KKT systems " \
                "or general roots)"
@@ -121,11 +125,17 @@ def backward_method(plan, n: int, requested: str) -> str:
     """Settle backward = "auto" now that the state's size is known."""
     if requested != "auto":
         return requested
+    if plan.kind == "prox" and plan.function("prox_jvp") is not None:
+        return "cg"  # the free set of a simplex: see `select`
     if n <= DIRECT_MAX:
         return "direct"
-    if plan.kind == "smooth" or (plan.kind == "prox" and plan.function("free_mask") is not None):
+    if plan.kind == "smooth" or (plan.kind == "prox" and _free_set_cg(plan)):
         return "cg"
     return "gmres"
+
+
+def _free_set_cg(plan) -> bool:
+    return plan.function("free_mask") is not None or plan.function("prox_jvp") is not None
 
 
 def default_solver(plan, requested: str) -> str:

@@ -92,6 +92,9 @@ class BoundProblem:
     def free_mask(self, x):
         return self.flat("free_mask", x.shape[:-1], state=x)
 
+    def prox_jvp(self, x, v):
+        return self.flat("prox_jvp", x.shape[:-1], state=x, direction=v)
+
     def prox(self, z, step):
         """prox_{step * r}(z) on the var part of the state; `step` has the batch shape."""
         return self.flat("prox", z.shape[:-1], state=z, step=torch.as_tensor(step, dtype=self.dtype, device=self.device))

@@ -301,7 +301,8 @@ class Layer(torch.nn.Module):
                 raise CallError(exc.message + (f" ({exc.detail})" if exc.detail else "")) from None
             label = kind_label(self.plan, self.plan.kind)
             allowed = {"solver": SOLVERS[label],
-                       "backward": allowed_backwards(label, self.plan.function("free_mask") is not None)}.get(key)
+                       "backward": allowed_backwards(label, self.plan.function("free_mask") is not None
+                                                          or self.plan.function("prox_jvp") is not None)}.get(key)
             if allowed and value != "auto" and value not in allowed:
                 choices = ", ".join(f'"{c}"' for c in ("auto",) + allowed)
                 raise CallError(f'{key} "{value}" is not available for {CLASS_WORDS[label]}; use {choices}')

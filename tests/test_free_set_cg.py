@@ -1,0 +1,37 @@
+"""CG on the free set of a simplex: the backward sparsemax-like problems take by default, at every size.
+
+For sparsemax H = I, so the adjoint is w = g whatever the CG returns and this checks the path (the
+default, prox_jvp's projection through vjp_theta, forward mode); the CG itself on a nontrivial H is
+svm's, which test_classes and test_transforms run under backward="cg" (gradcheck, references,
+second order)."""
+from __future__ import annotations
+
+import numpy as np
+import torch
+from hypothesis import given, settings, strategies as st
+
+from optlang.passes.select import backward_method
+from test_classes import example
+
+
+def _sparsemax_jacobian_times(x: torch.Tensor, c: torch.Tensor) -> torch.Tensor:
+    """J c for J = diag(s) - s s' / |s|, s the support of x (J is symmetric: also J' c)."""
+    s = (x > 0).to(c.dtype)
+    return s * (c - (s * c).sum(-1, keepdim=True) / s.sum(-1, keepdim=True))
+
+
+@settings(max_examples=8, deadline=None)
+@given(n=st.sampled_from([2, 5, 40, 300]), batch=st.sampled_from([(), (3,), (2, 4)]),
+       scale=st.sampled_from([0.1, 1.0, 10.0]), seed=st.integers(0, 2**31 - 1))
+def test_sparsemax_gradient_and_tangent_by_default_are_the_closed_form(n, batch, scale, seed):
+    layer = example("sparsemax")
+    assert backward_method(layer.plan, n, "auto") == "cg"
+    rng = np.random.default_rng(seed)
+    v = torch.tensor(scale * rng.standard_normal(batch + (n,)), requires_grad=True)
+    c = torch.tensor(rng.standard_normal(batch + (n,)))
+    x = layer(v=v)
+    (grad,) = torch.autograd.grad((x * c).sum(), v)
+    expected = _sparsemax_jacobian_times(x.detach(), c)
+    torch.testing.assert_close(grad, expected, rtol=0, atol=1e-12 * (1 + float(c.abs().max())))
+    _, tangent = torch.func.jvp(lambda t: layer(v=t), (v.detach(),), (c,))
+    torch.testing.assert_close(tangent, expected, rtol=0, atol=1e-12 * (1 + float(c.abs().max())))
