@@ -440,3 +440,18 @@ def test_an_empty_var_is_a_call_error():
     with pytest.raises(optlang.CallError) as info:
         nnls(A=torch.zeros(3, 0, dtype=torch.float64), b=torch.zeros(3, dtype=torch.float64))
     assert str(info.value) == "var 'x' has no entries: dim n is 0 in this call; there is nothing to solve for"
+
+
+def test_cached_hashes_are_not_pickled():
+    """IR nodes cache their hash (str hashes differ between processes, so a cached one must not
+    travel) and link nodes found equal; a pickle carries neither, and the copy is equal."""
+    import pickle
+
+    from optlang.ir import algebra as A
+    from optlang.ir.nodes import Input
+
+    x = Input("var", "x", (3,))
+    one, two = A.add(A.mul(x, x), x), A.add(A.mul(x, x), x)
+    assert one == two and two.__dict__.get("_same") is one and "_hash" in two.__dict__
+    copied = pickle.loads(pickle.dumps(two))
+    assert not {"_hash", "_same"} & set(copied.__dict__) and copied == one

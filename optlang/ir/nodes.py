@@ -195,9 +195,15 @@ def _compared_fields(cls) -> tuple:
     return tuple(f.name for f in fields(cls) if f.compare)
 
 
+def _state_without_caches(self) -> dict:
+    """Pickled without the cached hash (str hashes differ between processes) or the equality links."""
+    return {k: v for k, v in self.__dict__.items() if k not in ("_hash", "_same")}
+
+
 for _cls in (Input, Const, DimSize, Fill, Eye, Elementwise, MatMul, Transpose, Reduce, Broadcast, SumTo, ExpandDims):
     _cls.__hash__ = _cached_hash
     _cls.__eq__ = _structural_eq
+    _cls.__getstate__ = _state_without_caches
 
 
 def children(e: Expr) -> tuple:
