@@ -54,9 +54,7 @@ steps = args.steps if args.steps is not None else (60 if args.quick else 300)
 splits = args.splits if args.splits is not None else (1 if args.quick else 5)
 
 started = time.perf_counter()
-dev = device()
-if dev.type == "cpu":
-    torch.set_num_threads(1)
+dev = device(one_cpu_thread=True)
 dtype = torch.float64
 coder = optlang.compile(pathlib.Path(__file__).with_name("paper_dictionary.opt"))
 X_all, y_all = load_breast_cancer(return_X_y=True)

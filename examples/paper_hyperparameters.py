@@ -67,11 +67,7 @@ parser.add_argument("--out", default=str(pathlib.Path(__file__).with_name("paper
 args = parser.parse_args()
 steps = args.steps or (15 if args.quick else 100)
 lo, hi = args.range
-dev, dtype = device(), torch.float64
-if dev.type == "cpu":
-    # The matrices are ~100 x 60: one thread. With two, each product waits on the second OpenMP
-    # thread, which on a busy 2-core machine costs a scheduler slice (15 ms instead of 15 us).
-    torch.set_num_threads(1)
+dev, dtype = device(one_cpu_thread=True), torch.float64
 bce = torch.nn.functional.binary_cross_entropy_with_logits
 METHODS = ("direct", "cg", "neumann")
 

@@ -36,7 +36,7 @@ import cvxpy as cp
 import optlang
 import references as R
 from optlang.errors import NotSupportedError
-from optlang.passes.select import allowed_backwards, kind_label
+from optlang.passes.select import allowed_backwards, has_free_set, kind_label
 from problems import BATCHES, EXAMPLES, MARGIN, rel_err
 
 TIGHT = 1e-12
@@ -192,8 +192,7 @@ def test_the_table_covers_every_class():
         assert layer.plan.kind == ex.kind, ex
         assert tuple(p.name for p in layer.plan.params) == ex.params, ex
         label = kind_label(layer.plan, layer.plan.kind)
-        diagonal = any(layer.plan.function(f) is not None for f in ("free_mask", "prox_jvp"))  # free-set CG
-        allowed = allowed_backwards(label, diagonal)
+        allowed = allowed_backwards(label, has_free_set(layer.plan.function))
         assert set(allowed) == set(ex.backwards) | {"unroll"}, ex
     assert example("deq").plan.sense == "fixed_point"
 

@@ -94,8 +94,9 @@ class TritonExecutor:
 
     def backward(self, bound, x, g, options: dict, wanted: set) -> dict:
         method = backward_method(bound.plan, bound.n, options["backward"])
-        # CG on a simplex's free set uses prox_jvp, which only the PyTorch backend's functions have.
-        if method in ("gmres", "neumann") or (method == "cg" and bound.plan.function("prox_jvp") is not None):
+        # A method with no kernel in this module (gmres, neumann; cg on a simplex's free set, whose
+        # prox_jvp only the PyTorch functions have) runs the PyTorch backward on the same device.
+        if method in ("gmres", "neumann") or (method == "cg" and not hasattr(bound.module, "backward_cg_kernel")):
             return _torch_backward(bound, x, g, options, wanted)
         launch = _Launch(bound)
         B = launch.B

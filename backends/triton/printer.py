@@ -430,6 +430,7 @@ def templates(plan: Plan) -> list[str]:
         return ["common", "flat", "ipm"]
     forward = [FORWARD[s][0] for s in SOLVERS[label]]
     parts = ["common", "flat"] + sorted(set(forward), key=forward.index) + ["backward"]
+    # The in-kernel CG takes the free set as a mask; a simplex's (prox_jvp) runs on the PyTorch functions.
     if "cg" in allowed_backwards(label, plan.function("free_mask") is not None):
         parts.append("backward_cg")
     return parts

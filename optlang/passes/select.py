@@ -71,7 +71,7 @@ def select(fns: Functions) -> tuple:
     """Choose and justify the solver and the backward method."""
     problem = fns.conditions.problem
     label = kind_label(problem, fns.conditions.kind)
-    diagonal = fns.get("free_mask") is not None or fns.get("prox_jvp") is not None  # CG on the free set applies
+    free_set = has_free_set(fns.get)
     solver = problem.option("solver", "auto")
     if solver == "auto":
         solver, why = SOLVERS[label][0], SOLVER_WHY[label]
@@ -86,13 +86,13 @@ def select(fns: Functions) -> tuple:
     else:
         why = "set in the options block"
     backward = problem.option("backward", "auto")
-    allowed = allowed_backwards(label, diagonal)
+    allowed = allowed_backwards(label, free_set)
     if backward == "auto" and fns.get("prox_jvp") is not None:
         bwhy = ("conjugate gradients on the simplex's free set (the support, sum zero) at every size: at most "
                 "|support| iterations of Hessian-vector products, where a dense solve factors the whole state")
     elif backward == "auto":
         bwhy = BACKWARD_WHY[label].format(max=DIRECT_MAX, krylov="conjugate gradients on the free coordinates"
-                                          if diagonal else "GMRES on the fixed point's Jacobian")
+                                          if free_set else "GMRES on the fixed point's Jacobian")
     elif backward not in allowed:
         raise NotSupportedError(
             f'backward "{backward}" is not available for this problem',
@@ -105,10 +105,19 @@ def select(fns: Functions) -> tuple:
     return (("solver", solver, why), ("backward", backward, bwhy))
 
 
-def allowed_backwards(label: str, diagonal: bool) -> tuple:
-    """The backward methods for a class; CG on a prox problem needs an elementwise prox."""
+def allowed_backwards(label: str, free_set: bool) -> tuple:
+    """The backward methods for a class; CG on a prox problem needs the free set (`has_free_set`)."""
     out = BACKWARDS[label]
-    return out if label != "prox" or diagonal else tuple(b for b in out if b != "cg")
+    return out if label != "prox" or free_set else tuple(b for b in out if b != "cg")
+
+
+FREE_SET_FUNCTIONS = ("free_mask", "prox_jvp")  # the prox's Jacobian as a mask, or as a projection
+
+
+def has_free_set(function_named) -> bool:
+    """True when the prox's Jacobian is a projection the CG backward can use (`backward._cg_prox`);
+    `function_named` looks a derived function up by name (`Functions.get` or `Plan.function`)."""
+    return any(function_named(name) is not None for name in FREE_SET_FUNCTIONS)
 
 
 def _why_not(label: str, backward: str) -> str:
@@ -129,13 +138,9 @@ def backward_method(plan, n: int, requested: str) -> str:
         return "cg"  # the free set of a simplex: see `select`
     if n <= DIRECT_MAX:
         return "direct"
-    if plan.kind == "smooth" or (plan.kind == "prox" and _free_set_cg(plan)):
+    if plan.kind == "smooth" or (plan.kind == "prox" and has_free_set(plan.function)):
         return "cg"
     return "gmres"
-
-
-def _free_set_cg(plan) -> bool:
-    return plan.function("free_mask") is not None or plan.function("prox_jvp") is not None
 
 
 def default_solver(plan, requested: str) -> str:

@@ -168,6 +168,18 @@ def _expand_to_batch(vectors, tensors, decl_ranks) -> tuple:
     return tuple(None if v is None else v.expand(shape) for v in vectors)
 
 
+def _vmap_flat_first(function, in_dims, state, vectors, tensors, copies: int):
+    """The vmap rule of an autograd Function called as (state, *flat-state vectors, *per-param
+    tensors), the tensors being `copies` runs of one tensor per param (params, then their tangents):
+    the vmapped dim becomes a leading batch dim, and the vectors are expanded to the full batch that
+    they and the tensors broadcast to (the solvers take the state with every batch dim)."""
+    param_ranks = [len(p.shape) for p in state.plan.params] * copies
+    moved = _vmapped_dim_first(in_dims[1:], vectors + tuple(tensors), [1] * len(vectors) + param_ranks)
+    vectors, tensors = moved[:len(vectors)], moved[len(vectors):]
+    out = function.apply(state, *_expand_to_batch(tuple(vectors), tensors, param_ranks), *tensors)
+    return out, 0 if any(d is not None for d in in_dims[1:]) else None
+
+
 class AdjointSolve(torch.autograd.Function):
     """w with (dF/dx)^T w = g at (x, theta), differentiable in x, g and theta (for second order)."""
 
@@ -226,12 +238,7 @@ class AdjointSolve(torch.autograd.Function):
 
     @staticmethod
     def vmap(info, in_dims, state, x, g, *tensors):
-        ranks = [1, 1] + [len(p.shape) for p in state.plan.params]
-        x, g, *tensors = _vmapped_dim_first(in_dims[1:], (x, g) + tensors, ranks)
-        # The solvers take the state and the cotangent with the full batch (params broadcast).
-        x, g = _expand_to_batch((x, g), (), ())
-        w = AdjointSolve.apply(state, x, g, *tensors)
-        return w, 0 if any(d is not None for d in in_dims[1:]) else None
+        return _vmap_flat_first(AdjointSolve, in_dims, state, (x, g), tensors, copies=1)
 
 
 class TangentMap(torch.autograd.Function):
@@ -259,11 +266,7 @@ class TangentMap(torch.autograd.Function):
 
     @staticmethod
     def vmap(info, in_dims, state, x, *tensors_and_tangents):
-        ranks = [1] + [len(p.shape) for p in state.plan.params] * 2
-        x, *rest = _vmapped_dim_first(in_dims[1:], (x,) + tensors_and_tangents, ranks)
-        # The state carries the full batch, the vmapped dim included (params and tangents broadcast).
-        (x,) = _expand_to_batch((x,), rest, ranks[1:])
-        return TangentMap.apply(state, x, *rest), 0 if any(d is not None for d in in_dims[1:]) else None
+        return _vmap_flat_first(TangentMap, in_dims, state, (x,), tensors_and_tangents, copies=2)
 
 
 class AdjointTangent(torch.autograd.Function):
@@ -313,11 +316,7 @@ class AdjointTangent(torch.autograd.Function):
 
     @staticmethod
     def vmap(info, in_dims, state, x, w, dx, dg, *tensors_and_tangents):
-        ranks = [1, 1, 1, 1] + [len(p.shape) for p in state.plan.params] * 2
-        x, w, dx, dg, *rest = _vmapped_dim_first(in_dims[1:], (x, w, dx, dg) + tensors_and_tangents, ranks)
-        x, w, dx, dg = _expand_to_batch((x, w, dx, dg), rest, ranks[4:])
-        out = AdjointTangent.apply(state, x, w, dx, dg, *rest)
-        return out, 0 if any(d is not None for d in in_dims[1:]) else None
+        return _vmap_flat_first(AdjointTangent, in_dims, state, (x, w, dx, dg), tensors_and_tangents, copies=2)
 
 
 class _SecondOrderOnly(torch.autograd.Function):

@@ -14,7 +14,7 @@ import torch
 from optlang.errors import user_stacklevel
 
 from optlang.solvers.ipm import ipm
-from optlang.solvers.result import SolveResult, where_text
+from optlang.solvers.result import NO_DEADLINE, SolveResult, where_text
 
 # A constraint is weakly active when its dual and its slack are both small (at most WEAK sqrt(tol))
 # and neither dominates the other (the smaller is at least BALANCE times the larger). An interior-point
@@ -81,7 +81,7 @@ class KKTView:
         return self._once("hessian", build, self._hessian_constant)
 
 
-def solve_kkt(bound, tol: float, max_iter: int, x0=None, deadline=None) -> SolveResult:
+def solve_kkt(bound, tol: float, max_iter: int, x0=None, deadline=NO_DEADLINE) -> SolveResult:
     """The interior-point solve, returned as the flat state (vars, lam, nu) with per-element stats;
     `x0`: a flat state (*batch, N) to warm-start from."""
     view = KKTView(bound)

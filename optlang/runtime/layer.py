@@ -14,7 +14,7 @@ import torch
 from optlang.errors import CallError, OptError, user_stacklevel
 from optlang.ir.check import option_value
 from optlang.passes.pipeline import run
-from optlang.passes.select import CLASS_WORDS, SOLVERS, allowed_backwards, default_solver, kind_label
+from optlang.passes.select import CLASS_WORDS, SOLVERS, allowed_backwards, default_solver, has_free_set, kind_label
 from optlang.runtime import binding
 from optlang.runtime.bound import BoundProblem
 from optlang.runtime.function import CallState, ImplicitSolve
@@ -301,8 +301,7 @@ class Layer(torch.nn.Module):
                 raise CallError(exc.message + (f" ({exc.detail})" if exc.detail else "")) from None
             label = kind_label(self.plan, self.plan.kind)
             allowed = {"solver": SOLVERS[label],
-                       "backward": allowed_backwards(label, self.plan.function("free_mask") is not None
-                                                          or self.plan.function("prox_jvp") is not None)}.get(key)
+                       "backward": allowed_backwards(label, has_free_set(self.plan.function))}.get(key)
             if allowed and value != "auto" and value not in allowed:
                 choices = ", ".join(f'"{c}"' for c in ("auto",) + allowed)
                 raise CallError(f'{key} "{value}" is not available for {CLASS_WORDS[label]}; use {choices}')

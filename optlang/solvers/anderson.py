@@ -18,7 +18,7 @@ from __future__ import annotations
 import torch
 
 from optlang.solvers.linalg import solve
-from optlang.solvers.result import CONVERGED, FAILED, MAX_ITER, SolveResult, relative_residual
+from optlang.solvers.result import CONVERGED, FAILED, MAX_ITER, NO_DEADLINE, SolveResult, relative_residual
 
 
 MEMORY = 5  # the defaults, shared with the Triton backend's anderson template
@@ -27,7 +27,7 @@ REGULARIZATION = 1e-10
 
 
 def anderson(fixed_map, x0: torch.Tensor, tol: float, max_iter: int, memory: int = MEMORY, mixing: float = MIXING,
-             regularization: float = REGULARIZATION, deadline=None) -> SolveResult:
+             regularization: float = REGULARIZATION, deadline=NO_DEADLINE) -> SolveResult:
     """Solve x = fixed_map(x) from x0 (*batch, N); `residual` is relative_residual of x - fixed_map(x).
 
     `memory` is Walker & Ni's m: the number of past steps (m + 1 iterates)
@@ -49,7 +49,7 @@ def anderson(fixed_map, x0: torch.Tensor, tol: float, max_iter: int, memory: int
     for _ in range(max_iter):
         if bool(done.all()):
             break
-        if deadline is not None and deadline.passed():
+        if deadline.passed():
             timed_out = True
             break
         active = ~done

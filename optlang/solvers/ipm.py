@@ -37,7 +37,7 @@ from dataclasses import dataclass, fields, replace
 
 import torch
 
-from optlang.solvers.result import CONVERGED, FAILED, INFEASIBLE, MAX_ITER, TIME_LIMIT, UNBOUNDED
+from optlang.solvers.result import CONVERGED, FAILED, INFEASIBLE, MAX_ITER, NO_DEADLINE, TIME_LIMIT, UNBOUNDED
 
 FRACTION = 0.99  # fraction to the boundary: s and lam stay positive
 TRUST = 0.5  # the relative error allowed to the linearization of a nonlinear g along a step
@@ -77,7 +77,7 @@ class _Point:
 WARM_MARGIN = 1e-2  # a warm start's slacks and inequality duals are moved at least this far inside
 
 
-def ipm(prob, tol: float, max_iter: int, start=None, deadline=None) -> KKTResult:
+def ipm(prob, tol: float, max_iter: int, start=None, deadline=NO_DEADLINE) -> KKTResult:
     """Solve the batch of problems `prob` to relative KKT residual `tol`.
 
     `start`: (x, lam, nu) of a previous solution to warm-start from, else the cold start x = 0.
@@ -101,7 +101,7 @@ def ipm(prob, tol: float, max_iter: int, start=None, deadline=None) -> KKTResult
         running = status == MAX_ITER
         if not bool(running.any()):
             break
-        if deadline is not None and deadline.passed():
+        if deadline.passed():
             status = torch.where(running, TIME_LIMIT, status)
             break
         H = prob.lagrangian_hessian(pt.x, pt.lam, pt.nu)

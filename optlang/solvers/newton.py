@@ -15,14 +15,14 @@ import math
 import torch
 
 from optlang.solvers.linalg import solve
-from optlang.solvers.result import SolveResult, relative_residual
+from optlang.solvers.result import NO_DEADLINE, SolveResult, relative_residual
 
 ARMIJO = 1e-4
 MAX_HALVINGS = 40
 COMPACT = 0.5  # compact the batch when at most this fraction of it is still unconverged
 
 
-def newton(prob, x0: torch.Tensor, tol: float, max_iter: int, minimize: bool, deadline=None,
+def newton(prob, x0: torch.Tensor, tol: float, max_iter: int, minimize: bool, deadline=NO_DEADLINE,
            local: bool = False) -> SolveResult:
     """Solve residual(x) = 0 by Newton steps from x0.
 
@@ -45,7 +45,7 @@ def newton(prob, x0: torch.Tensor, tol: float, max_iter: int, minimize: bool, de
     for _ in range(max_iter):
         if bool(done.all()):
             break
-        if deadline is not None and deadline.passed():
+        if deadline.passed():
             timed_out = True
             break
         if int((~done).sum()) <= COMPACT * len(index):

@@ -14,7 +14,7 @@ from __future__ import annotations
 import torch
 
 from optlang.solvers.linalg import solve
-from optlang.solvers.result import SolveResult, relative_residual
+from optlang.solvers.result import NO_DEADLINE, SolveResult, relative_residual
 
 POLISH_AT = 1e-3  # relative residual below which Newton polishing starts
 POLISH_STEPS = 20
@@ -23,7 +23,7 @@ POLISH_EVERY = 50  # FISTA iterations between polish attempts while some element
 MAX_BACKTRACK = 60
 
 
-def fista(prob, tol: float, max_iter: int, accelerate: bool = True, x0=None, deadline=None) -> SolveResult:
+def fista(prob, tol: float, max_iter: int, accelerate: bool = True, x0=None, deadline=NO_DEADLINE) -> SolveResult:
     """Minimize f + r, r given by its prox `prob.prox`, from the projection of x0 (default 0)."""
     zero = torch.zeros(prob.batch + (prob.n,), dtype=prob.dtype, device=prob.device)
     x = prob.prox(zero if x0 is None else x0, torch.zeros(prob.batch, dtype=prob.dtype, device=prob.device))
@@ -38,7 +38,7 @@ def fista(prob, tol: float, max_iter: int, accelerate: bool = True, x0=None, dea
     polish_at = POLISH_AT
     timed_out = False
     while it < max_iter and not bool(done.all()):
-        if deadline is not None and deadline.passed():
+        if deadline.passed():
             timed_out = True
             break
         active = ~done

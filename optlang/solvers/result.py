@@ -25,6 +25,9 @@ class Deadline:
         return self.at is not None and time.monotonic() >= self.at
 
 
+NO_DEADLINE = Deadline(None)  # the solvers' default: they never stop on time
+
+
 @dataclass
 class SolveResult:
     """`x` is the flat state (*batch, N); the stats have the batch shape.
