@@ -44,6 +44,12 @@ class Function:
     def shape_of(self, name: str) -> tuple:
         return self._shapes[name]
 
+    def reads(self, role: str) -> bool:
+        """True if the result depends on some argument of this role (a function may ignore one it takes)."""
+        names = {a.name for a in self.args if a.role == role}
+        return any(name in names for op in self.ops for name in op.args) or \
+            any(name in names for _, name in self.outputs)
+
     @functools.cached_property
     def _shapes(self) -> dict:
         """name -> shape of every argument and SSA value (the printers ask once per operand)."""
@@ -68,7 +74,7 @@ class Plan:
     sense: str = ""  # "maximize" or "fixed_point" where normalize rewrote the statement
     affine_constraints: bool = True  # kkt: every constraint is affine (the IPM's linearization is exact)
     local: bool = False  # smooth and not provably convex: a solution is a stationary point, maybe only local
-    quadratic: bool = False  # kkt: the objective is quadratic in the vars (its Hessian does not depend on them)
+    quadratic: bool = False  # minimize: f (the smooth part) is quadratic in the vars, its Hessian constant
 
     @property
     def var(self):

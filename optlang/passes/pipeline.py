@@ -128,6 +128,6 @@ def _run(text: str, name: str) -> Stages:
         sense=cond.problem.sense,
         affine_constraints=all(c.cls != "other" for c in cond.problem.constraints),
         local=cond.classified.local,
-        quadratic=cond.kind == "kkt" and all(is_affine(g) for g in cond.gradient),
+        quadratic=cond.kind in ("kkt", "prox", "smooth") and all(is_affine(g) for g in cond.gradient),
     )
     return Stages(program, problem, fns, plan)
