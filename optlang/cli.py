@@ -234,14 +234,14 @@ def cmd_solve(args) -> int:
         layer = compile_source(text, args.file, backend=args.backend, **options)
     except CallError as exc:  # a bad option value
         raise UserError("optlang solve", str(exc)) from None
-    params = load_params(args.data, layer.stages.problem, getattr(torch, args.dtype), _device(args.backend))
+    params = load_params(args.data, layer.problem, getattr(torch, args.dtype), _device(args.backend))
     try:
         with torch.no_grad():
             sol = layer.solve(warn=False, **params)
     except CallError as exc:  # missing, extra, misshapen or out-of-domain parameters
         raise UserError(args.data or "optlang solve", str(exc)) from None
-    arrays = solution_arrays(sol, layer.stages.problem)
-    print_summary(args, layer.stages.problem, sol, arrays)
+    arrays = solution_arrays(sol, layer.problem)
+    print_summary(args, layer.problem, sol, arrays)
     if args.out:
         write_npz(args.out, arrays)
         print(f"wrote {args.out} ({', '.join(arrays)})")

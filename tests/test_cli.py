@@ -145,7 +145,7 @@ def test_solve_round_trip(capsys, tmp_path, example):
     assert (status, err) == (0, "")
     layer = optlang.compile(example)
     expected = layer.solve(**{k: torch.as_tensor(v) for k, v in data.items()})
-    var = layer.stages.problem.vars[0].name
+    var = layer.problem.vars[0].name
     duals = sorted(expected.duals)
     with np.load(out_path) as got:
         assert sorted(got.files) == sorted([var, *duals, "converged", "iterations", "residual", "status"])
@@ -156,7 +156,7 @@ def test_solve_round_trip(capsys, tmp_path, example):
         assert got["converged"].dtype == bool and got["converged"].shape == (2,) and got["converged"].all()
         np.testing.assert_array_equal(got["iterations"], expected.stats.iterations.numpy())
         assert got["residual"].shape == (2,) and (got["residual"] < 1e-8).all()
-    assert out.splitlines()[0] == f"{example}: solved problem {layer.stages.problem.name} " \
+    assert out.splitlines()[0] == f"{example}: solved problem {layer.problem.name} " \
                                   "(2 problems, batch shape (2,), float64)"
     assert f"  converged 2/2, iterations max {int(expected.stats.iterations.max())}" in out
     assert out.endswith(f"wrote {out_path} ({', '.join([var, *duals])}, converged, iterations, residual, status)\n")

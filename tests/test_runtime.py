@@ -367,9 +367,10 @@ def test_unknown_compile_option():
 
 
 # -- the generated-code cache -------------------------------------------------------------------------------
-def _cache_files(folder):
-    """The files in the cache folder (not `__pycache__`, which Python may add beside them)."""
-    return sorted(f for f in os.listdir(folder) if os.path.isfile(os.path.join(folder, f)))
+def _cache_files(folder, prefix="optlang_gen_"):
+    """The generated modules in the cache folder (prefix "plan-": the pickled plans beside them;
+    not `__pycache__`, which Python may add)."""
+    return sorted(f for f in os.listdir(folder) if os.path.isfile(os.path.join(folder, f)) and f.startswith(prefix))
 
 
 def test_same_source_gives_one_cached_file(tmp_path, monkeypatch):
@@ -383,8 +384,9 @@ def test_same_source_gives_one_cached_file(tmp_path, monkeypatch):
     files = _cache_files(tmp_path)
     assert len(files) == 1 and re.fullmatch(r"optlang_gen_torch_[0-9a-f]{20}\.py", files[0]), files
     assert (tmp_path / files[0]).read_text() == print_plan(first.plan)
+    assert len(_cache_files(tmp_path, "plan-")) == 1
     optlang.compile(BY_NAME["ridge"].path)(X=X53, y=y5, lam=1.0)
-    assert len(_cache_files(tmp_path)) == 2
+    assert len(_cache_files(tmp_path)) == 2 and len(_cache_files(tmp_path, "plan-")) == 2
 
 
 def _compile_in_another_process(folder, path, barrier, results):

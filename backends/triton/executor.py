@@ -35,15 +35,14 @@ import weakref
 
 import torch
 
+from optlang.backends.triton.limits import MAX_TILE, TILE_PER_THREAD, spill_free_tile
 from optlang.backends.triton.printer import Layout, block, kernel_name, next_pow2, print_plan, unsupported
 from optlang.errors import CallError, user_stacklevel
 from optlang.passes.select import backward_method, default_solver
 from optlang.solvers.result import CONVERGED, SolveResult, where_text
 
-# Every tile lives in one program's registers. A cap keeps them on chip: 16384
-# elements is a 128 x 128 Jacobian (128 KiB in float64 per program, spilling
-# but compiling); larger problems wait for a tiled path.
-MAX_TILE = 16384
+# Every tile lives in one program's registers: limits.MAX_TILE is the hard cap, and when no
+# backend was asked for, a call above limits.SPILL_FREE_TILE runs on PyTorch (`refusal`).
 _modules: "weakref.WeakKeyDictionary" = weakref.WeakKeyDictionary()  # plan -> module: print once per plan
 _tile_checks: "weakref.WeakKeyDictionary" = weakref.WeakKeyDictionary()  # plan -> {(dims, n): too_large's answer}
 
@@ -158,8 +157,8 @@ class _Launch:
         for name, _, shape in layout.params:
             self.args += _param_arg(bound.params[name], _concrete(shape, bound.dims), bound.batch)
         self.args += [bound.n] + [int(bound.dims[d]) for d in layout.dims]
-        self.consts = {f"BLOCK_{d}": next_pow2(bound.dims[d]) for d in layout.dims}
-        self.consts["VAR_BLOCK"] = next_pow2(bound.n)
+        self.consts = tile_constexprs(bound)
+        self.num_warps = num_warps(bound)
         why = too_large(bound)
         if why is not None:
             raise CallError(f"problem '{bound.plan.problem}' {why}; use backend=\"torch\"")
@@ -172,7 +171,15 @@ class _Launch:
         dtype = tl.float64 if self.bound.dtype == torch.float64 else tl.float32
         with _quiet_interpreter():
             # No FMA contraction: each operation rounds as in PyTorch and in the interpreter.
-            kernel[(self.B,)](*head, *self.args, **consts, **self.consts, DTYPE=dtype, enable_fp_fusion=False)
+            kernel[(self.B,)](*head, *self.args, **consts, **self.consts, DTYPE=dtype, enable_fp_fusion=False,
+                              num_warps=self.num_warps)
+
+
+def tile_constexprs(bound) -> dict:
+    """The kernels' tile sizes: BLOCK_<dim> per dim and VAR_BLOCK for the flat state, powers of two."""
+    consts = {f"BLOCK_{d}": next_pow2(bound.dims[d]) for d in Layout.of(bound.plan).dims}
+    consts["VAR_BLOCK"] = next_pow2(bound.n)
+    return consts
 
 
 def _param_arg(t: torch.Tensor, shape: tuple, batch: tuple) -> list:
@@ -187,9 +194,12 @@ def _param_arg(t: torch.Tensor, shape: tuple, batch: tuple) -> list:
 
 
 def refusal(bound) -> str | None:
-    """Why this call cannot run on the Triton backend (a phrase after "problem 'p' "), or None."""
+    """Why the default backend choice runs this CUDA call on PyTorch (a phrase after "problem 'p' "), or None:
+    a class without kernels, tiles above the hard cap, or tiles whose kernels would spill registers."""
     why = unsupported(bound.plan)
-    return f"cannot run on the Triton backend: it {why}" if why is not None else too_large(bound)
+    if why is not None:
+        return f"cannot run on the Triton backend: it {why}"
+    return too_large(bound) or spills(bound)
 
 
 def too_large(bound) -> str | None:
@@ -204,7 +214,45 @@ def too_large(bound) -> str | None:
     return per_plan[key]
 
 
+def num_warps(bound) -> int:
+    """Warps per program: enough threads for about TILE_PER_THREAD elements of the largest tile
+    each (a float64 counts twice), 4 to 16. On sm_90 (benchmarks/sm90_resources.py) a 64 x 64
+    Jacobian fits at 4 warps in float32 and spills about 300 bytes a thread at 4 in float64, none at 8."""
+    tile, _ = largest_tile(bound)
+    width = 2 if bound.dtype == torch.float64 else 1
+    return min(16, max(4, next_pow2(-(-tile * width // (32 * TILE_PER_THREAD)))))
+
+
+def spills(bound) -> str | None:
+    """Why this call's kernels would spill registers on sm_90 (a phrase after "problem 'p' "), or None."""
+    tile, what = largest_tile(bound)
+    dtype = "float64" if bound.dtype == torch.float64 else "float32"
+    cap = spill_free_tile(bound.plan.kind, dtype)
+    if tile <= cap:
+        return None
+    solver = "interior-point " if bound.plan.kind == "kkt" else ""
+    return (f"would spill registers in the Triton {solver}kernels at this size: {what}, above the {cap} "
+            f"elements that stay on chip in {dtype}")
+
+
+def largest_tile(bound) -> tuple:
+    """(elements, what it is) of the largest tile a kernel of this call holds; memoized per plan and size."""
+    key = (tuple(sorted(bound.dims.items())), bound.n, "largest")
+    per_plan = _tile_checks.setdefault(bound.plan, {})
+    if key not in per_plan:
+        per_plan[key] = _largest_tile(bound)
+    return per_plan[key]
+
+
 def _too_large(bound) -> str | None:
+    tile, what = largest_tile(bound)
+    if tile <= MAX_TILE:
+        return None
+    return (f"is too large for the Triton backend's on-chip tiles: {what}, above the cap of {MAX_TILE} "
+            "elements per tile")
+
+
+def _largest_tile(bound) -> tuple:
     n = next_pow2(bound.n)
     plan = bound.plan
     what = (f"var '{plan.var.name}' has" if len(plan.vars) == 1 else
@@ -232,10 +280,7 @@ def _too_large(bound) -> str | None:
                 shape = tuple(fn.shape_of(op.args[0])) + (fn.shape_of(op.args[1])[1],)
             if size(shape) > worst[0]:
                 worst = (size(shape), f"{fn.name} holds a tile of {size(shape)} elements ({op.out})")
-    if worst[0] <= MAX_TILE:
-        return None
-    return (f"is too large for the Triton backend's on-chip tiles: {worst[1]}, above the cap of {MAX_TILE} "
-            "elements per tile")
+    return worst
 
 
 def _warn(flags: torch.Tensor, batch: tuple, what: str, how: str) -> None:

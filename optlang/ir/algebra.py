@@ -8,9 +8,9 @@ from __future__ import annotations
 
 import math
 
-import sympy as sp
 
 from optlang.ir import shapes
+from optlang.ir.lazy_sympy import sp
 from optlang.ir.nodes import (Broadcast, Const, DimSize, Elementwise, ExpandDims, Expr, Eye, Fill, MatMul,
                               Reduce, SumTo, Transpose)
 from optlang.ir.primitives import sympy_partials

@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from functools import lru_cache
 from typing import Callable
 
-import sympy as sp
+from optlang.ir.lazy_sympy import sp
 
 
 @dataclass(frozen=True)
@@ -88,30 +88,30 @@ def _zero_rule(args, out):
 
 
 _add("negate", 1, True, lambda u: -u)
-_add("exp", 1, True, sp.exp)
-_add("log", 1, True, sp.log)
-_add("sqrt", 1, True, sp.sqrt)
-_add("sin", 1, True, sp.sin)
-_add("cos", 1, True, sp.cos)
-_add("tanh", 1, True, sp.tanh)
+_add("exp", 1, True, lambda u: sp.exp(u))
+_add("log", 1, True, lambda u: sp.log(u))
+_add("sqrt", 1, True, lambda u: sp.sqrt(u))
+_add("sin", 1, True, lambda u: sp.sin(u))
+_add("cos", 1, True, lambda u: sp.cos(u))
+_add("tanh", 1, True, lambda u: sp.tanh(u))
 _add("square", 1, True, lambda u: u**2)
 _add("sigmoid", 1, True, lambda u: 1 / (1 + sp.exp(-u)), _sigmoid_rule)
 _add("softplus", 1, True, lambda u: sp.log(1 + sp.exp(u)), _softplus_rule)
-_add("abs", 1, False, sp.Abs, _abs_rule)
+_add("abs", 1, False, lambda u: sp.Abs(u), _abs_rule)
 _add("relu", 1, False, lambda u: sp.Max(u, 0), _relu_rule)
 # square(relu(u)), which `algebra.ew` writes for square(pos(u)) and pos(u)^2: continuously
 # differentiable, so it is smooth for the solvers and the implicit function theorem (its second
 # derivative jumps where u = 0: a soft-sphere pair exactly at contact).
 _add("relu2", 1, True, lambda u: sp.Max(u, 0)**2, _relu2_rule)
-_add("sign", 1, False, sp.sign, _zero_rule)
+_add("sign", 1, False, lambda u: sp.sign(u), _zero_rule)
 _add("step", 1, False, _heaviside, _zero_rule)  # 1.0 where u > 0, else 0.0
 _add("add", 2, True, lambda a, b: a + b)
 _add("sub", 2, True, lambda a, b: a - b)
 _add("mul", 2, True, lambda a, b: a * b)
 _add("div", 2, True, lambda a, b: a / b)
 _add("pow", 2, True, lambda a, b: a**b, _pow_rule)
-_add("maximum", 2, False, sp.Max, _maximum_rule)
-_add("minimum", 2, False, sp.Min, _minimum_rule)
+_add("maximum", 2, False, lambda a, b: sp.Max(a, b), _maximum_rule)
+_add("minimum", 2, False, lambda a, b: sp.Min(a, b), _minimum_rule)
 _add("ge", 2, False, lambda a, b: sp.Piecewise((1, a >= b), (0, True)), _zero_rule)  # 1.0 where a >= b
 _add("le", 2, False, lambda a, b: sp.Piecewise((1, a <= b), (0, True)), _zero_rule)  # 1.0 where a <= b
 

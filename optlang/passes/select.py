@@ -10,7 +10,10 @@ positive definite, GMRES otherwise).
 from __future__ import annotations
 
 from optlang.errors import NotSupportedError
-from optlang.passes.functions import Functions
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:  # the runtime imports this module; it must not pull in the passes
+    from optlang.passes.functions import Functions
 
 DIRECT_MAX = 256
 
@@ -102,7 +105,23 @@ def select(fns: Functions) -> tuple:
         )
     else:
         bwhy = "set in the options block"
-    return (("solver", solver, why), ("backward", backward, bwhy))
+    return (("solver", solver, why), ("backward", backward, bwhy), ("backend", "auto", _backend_why(label)))
+
+
+def _backend_why(label: str) -> str:
+    """The default backend's rule, with the on-chip limits it applies to this class (measured on sm_90)."""
+    from optlang.backends.triton.limits import spill_free_tile
+
+    if label in ("fixed_point", "root", "smooth"):
+        what = "dense Jacobian"
+    elif label == "prox":
+        what = "dense Jacobian or data tile"
+    else:
+        what = "interior point's KKT system over the vars and duals"
+    caps = ", ".join(f"{spill_free_tile(label, d)} in {d}" for d in ("float32", "float64"))
+    return (f"Triton kernels on CUDA tensors, PyTorch on the CPU. On CUDA, a call whose largest tile (the {what}, "
+            f"padded to powers of two) has more elements than its kernels keep in registers without spilling on "
+            f"sm_90 ({caps}) runs on the PyTorch backend instead, with a warning; backend=\"triton\" runs it anyway")
 
 
 def allowed_backwards(label: str, free_set: bool) -> tuple:

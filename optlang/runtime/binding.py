@@ -110,11 +110,20 @@ def bind_dims(plan, params: dict) -> tuple[dict, tuple]:
         if d.name not in dims:
             dims[d.name] = None
     try:
-        batch = torch.broadcast_shapes(*(s for _, s in batch_shapes)) if batch_shapes else ()
+        batch = broadcast_shapes(*(s for _, s in batch_shapes)) if batch_shapes else ()
     except RuntimeError:
         listing = ", ".join(f"'{n}' {s}" for n, s in batch_shapes)
         raise CallError(f"the parameters' batch dims do not broadcast: {listing}") from None
     return dims, tuple(batch)
+
+
+def broadcast_shapes(*shapes) -> tuple:
+    """torch.broadcast_shapes without its first call's import of torch.fx and SymPy (about 0.4 s, most
+    of a cached compile's first call); RuntimeError where the shapes do not broadcast, as torch's."""
+    try:
+        return tuple(np.broadcast_shapes(*(tuple(s) for s in shapes)))
+    except ValueError as exc:
+        raise RuntimeError(str(exc)) from None
 
 
 def check_domains(plan, params: dict) -> None:

@@ -53,6 +53,8 @@ class BoundProblem:
     @staticmethod
     def _block(flat, entry):
         offset, size, shape = entry
+        if offset == 0 and shape == (size,) and flat.shape[-1] == size:
+            return flat  # the whole state, a vector: nothing to cut (this runs several times an iteration)
         return flat[..., offset: offset + size].reshape(flat.shape[:-1] + shape)
 
     def flat(self, name: str, batch: tuple, **inputs):
@@ -64,9 +66,10 @@ class BoundProblem:
         pieces = []
         for (key, _), out in zip(spec.outputs, outs):
             _, size, shape = layout[key]
-            out = torch.as_tensor(out, dtype=self.dtype, device=self.device)
+            if not (isinstance(out, torch.Tensor) and out.dtype == self.dtype):
+                out = torch.as_tensor(out, dtype=self.dtype, device=self.device)
             out = out.expand(batch + shape) if out.shape != batch + shape else out
-            pieces.append(out.reshape(batch + (size,)))
+            pieces.append(out if shape == (size,) else out.reshape(batch + (size,)))
         return pieces[0] if len(pieces) == 1 else torch.cat(pieces, dim=-1)
 
     # -- what solvers call ------------------------------------------------------

@@ -61,12 +61,17 @@ def _same_content(path: str, source: str) -> bool:
 
 
 def _atomic_write(path: str, source: str) -> None:
+    atomic_write_bytes(path, source.encode("utf-8"))
+
+
+def atomic_write_bytes(path: str, data: bytes) -> None:
+    """Write `data` to `path` so that readers see either the old file or the whole new one."""
     folder = os.path.dirname(path)
-    fd, tmp = tempfile.mkstemp(dir=folder, prefix=".tmp-", suffix=".py")
+    fd, tmp = tempfile.mkstemp(dir=folder, prefix=".tmp-")
     try:
         os.chmod(tmp, 0o644)  # mkstemp makes it private; a shared cache must be readable
-        with os.fdopen(fd, "w", encoding="utf-8") as fh:
-            fh.write(source)
+        with os.fdopen(fd, "wb") as fh:
+            fh.write(data)
             fh.flush()
             os.fsync(fh.fileno())
         os.replace(tmp, path)

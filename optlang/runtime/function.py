@@ -52,7 +52,7 @@ class CallState:
         """The problem bound to these parameter tensors (in `names` order), batch from their shapes
         (and `state_batch`, the batch of a state that may carry more batch dims than the params)."""
         params = dict(zip(self.names, tensors))
-        batch = torch.broadcast_shapes(tuple(state_batch), *(params[p.name].shape[: params[p.name].dim() - len(p.shape)]
+        batch = binding.broadcast_shapes(tuple(state_batch), *(params[p.name].shape[: params[p.name].dim() - len(p.shape)]
                                                              for p in self.plan.params))
         module = self.module if module is None else module
         return BoundProblem(module, self.plan, params, self.dims, tuple(batch), self.dtype, self.device)
@@ -164,7 +164,7 @@ def _expand_to_batch(vectors, tensors, decl_ranks) -> tuple:
     """Flat-state vectors (None allowed) expanded to the batch they and `tensors` broadcast to."""
     present = [v for v in vectors if v is not None]
     batches = [t.shape[: t.dim() - r] for t, r in zip(tensors, decl_ranks) if t is not None]
-    shape = torch.broadcast_shapes(*(v.shape[:-1] for v in present), *batches) + present[0].shape[-1:]
+    shape = binding.broadcast_shapes(*(v.shape[:-1] for v in present), *batches) + present[0].shape[-1:]
     return tuple(None if v is None else v.expand(shape) for v in vectors)
 
 
@@ -293,7 +293,7 @@ class AdjointTangent(torch.autograd.Function):
         primals, tangents = [], []
         for t, d in zip((x,) + tuple(tensors), (dx,) + tuple(dtheta)):
             d = torch.zeros_like(t) if d is None else d
-            shape = torch.broadcast_shapes(t.shape, d.shape)
+            shape = binding.broadcast_shapes(t.shape, d.shape)
             # (materialized: forward AD cannot write a tangent into a stride-0 view)
             primals.append(t.expand(shape).contiguous())
             tangents.append(d.expand(shape).contiguous())

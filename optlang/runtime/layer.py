@@ -12,10 +12,10 @@ from dataclasses import dataclass
 import torch
 
 from optlang.errors import CallError, OptError, user_stacklevel
-from optlang.ir.check import option_value
-from optlang.passes.pipeline import run
+from optlang.options import option_value
 from optlang.passes.select import CLASS_WORDS, SOLVERS, allowed_backwards, default_solver, has_free_set, kind_label
 from optlang.runtime import binding
+from optlang.runtime.plan_cache import compiled
 from optlang.runtime.bound import BoundProblem
 from optlang.runtime.function import CallState, ImplicitSolve
 from optlang.solvers.result import DEFAULT_TIME_LIMIT, STATUS, default_tol
@@ -132,8 +132,7 @@ class Layer(torch.nn.Module):
 
     def __init__(self, text: str, name: str = "<string>", backend: str | None = None, **options):
         super().__init__()
-        self.stages = run(text, name)
-        self.plan = self.stages.plan
+        self.problem, self.plan = compiled(text, name)  # the typed problem (for the CLI) and the Plan
         self.source_name = name
         self._defaults = dict(self.plan.options)
         self._defaults.update(self._check_options(options))

@@ -32,7 +32,7 @@ POLISH_HALVINGS = 12  # a polish step that does not help at 2^-11 of its length 
 POLISH_EVERY = 50  # FISTA iterations between polish attempts while some element is still far off
 MAX_BACKTRACK = 60
 DENSE_HESSIAN_MAX = 1 << 22  # entries of the batch's Hessians up to which a quadratic's is built densely
-POWER_STEPS = 30
+POWER_STEPS = 10  # a start for L only: the step check doubles it where it is short
 
 
 def fista(prob, tol: float, max_iter: int, accelerate: bool = True, x0=None, deadline=NO_DEADLINE) -> SolveResult:

@@ -1,0 +1,72 @@
+"""Every Triton kernel the default backend choice launches at the sizes users run stays in registers
+on sm_90: compiled ahead of time for an H100 (no GPU needed), zero spill bytes; a size above the
+measured limit goes to PyTorch on purpose, and the limit is where spilling starts."""
+import pytest
+import torch
+
+import optlang
+from optlang.backends.triton import resources
+from optlang.backends.triton.executor import num_warps, refusal
+from optlang.runtime.bound import BoundProblem
+
+pytestmark = [pytest.mark.triton, pytest.mark.skipif(resources.available() is not None,
+                                                     reason=str(resources.available()))]
+
+# (example, dims, dtype, kernels the call launches): issue 8's sizes (NNLS A 64 x 32, DEQ d = 64)
+# and the largest QP whose interior point fits (n + m + p = 22: a 32 x 32 tile).
+ON_CHIP = [
+    ("nnls", {"m": 64, "n": 32}, "fp32", ("fista_kernel", "backward_cg_kernel", "backward_direct_kernel")),
+    ("nnls", {"m": 64, "n": 32}, "fp64", ("fista_kernel",)),
+    ("deq", {"d": 64, "k": 16}, "fp32", ("anderson_kernel", "newton_kernel", "backward_direct_kernel")),
+    ("deq", {"d": 64, "k": 16}, "fp64", ("newton_kernel",)),
+    ("qp", {"n": 10, "m": 10, "p": 2}, "fp32", ("ipm_kernel", "backward_kkt_kernel")),
+]
+# Sizes the default choice sends to PyTorch: the OptNet QPs (n = 20 with 20/5, n = 64 with 32/8: the
+# interior point's KKT tile is 64 x 64 and 128 x 128) and sparsemax n = 256 (its polish's 256 x 256
+# Jacobian is above the hard cap).
+ON_PYTORCH = [("qp", {"n": 20, "m": 20, "p": 5}, "fp32"), ("qp", {"n": 64, "m": 32, "p": 8}, "fp32"),
+              ("qp", {"n": 64, "m": 32, "p": 8}, "fp64"), ("sparsemax", {"n": 256}, "fp32")]
+
+
+def bound_for(example, dims, dtype):
+    plan = optlang.compile(f"examples/{example}.opt", backend="torch").plan
+    torch_dtype = torch.float32 if dtype == "fp32" else torch.float64
+    return BoundProblem(None, plan, {}, dims, (1,), torch_dtype, torch.device("cpu"))
+
+
+def compile_for_sm90(example, dims, dtype, kernels, warps=None):
+    return resources.measure([{"source": f"examples/{example}.opt", "dims": dims, "dtype": dtype, "kernel": k,
+                               "num_warps": warps} for k in kernels])
+
+
+@pytest.mark.parametrize("example,dims,dtype,kernels", ON_CHIP,
+                         ids=[f"{e}-{'-'.join(map(str, d.values()))}-{t}" for e, d, t, _ in ON_CHIP])
+def test_kernels_at_users_sizes_compile_without_spilling(example, dims, dtype, kernels):
+    bound = bound_for(example, dims, dtype)
+    assert refusal(bound) is None  # the default choice runs these on Triton
+    for r in compile_for_sm90(example, dims, dtype, kernels):
+        assert r.spill_bytes == 0 and r.registers <= 255, r.line()
+
+
+@pytest.mark.parametrize("example,dims,dtype", ON_PYTORCH,
+                         ids=[f"{e}-{'-'.join(map(str, d.values()))}-{t}" for e, d, t in ON_PYTORCH])
+def test_sizes_that_would_spill_run_on_pytorch_and_say_why(example, dims, dtype):
+    why = refusal(bound_for(example, dims, dtype))
+    assert why is not None and ("would spill registers" in why or "too large" in why), why
+
+
+def test_the_interior_point_limit_is_where_spilling_starts():
+    # One power of two above the limit (QP n = 20 with 20/5: a 64 x 64 KKT tile) the interior-point
+    # kernel spills, at the warps it would get and at twice as many: the limit is not arbitrary.
+    bound = bound_for("qp", {"n": 20, "m": 20, "p": 5}, "fp32")
+    for warps in (num_warps(bound), 2 * num_warps(bound)):
+        (r,) = compile_for_sm90("qp", {"n": 20, "m": 20, "p": 5}, "fp32", ["ipm_kernel"], warps)
+        assert r.spill_bytes > 0, r.line()
+
+
+def test_conditions_state_the_backend_rule_with_its_limits(capsys):
+    from optlang.cli import main
+
+    assert main(["conditions", "examples/qp.opt"]) == 0
+    text = " ".join(capsys.readouterr().out.split())
+    assert "backend = auto" in text and "without spilling on sm_90 (1024 in float32, 256 in float64)" in text
