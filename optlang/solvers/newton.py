@@ -42,6 +42,10 @@ def newton(prob, x0: torch.Tensor, tol: float, max_iter: int, minimize: bool, de
     iters = torch.zeros(size, dtype=torch.int64, device=x.device)
     out_x, out_res, out_done, out_iters = x, res, done, iters
     timed_out = False
+    # A convex quadratic's Hessian is constant and SPD: factored once (Cholesky), and its Newton step is
+    # exact, so no line search; further steps only refine rounding. Where Cholesky fails, the general path.
+    quadratic = minimize and not local and prob.plan.quadratic
+    chol = None
     for _ in range(max_iter):
         if bool(done.all()):
             break
@@ -54,6 +58,19 @@ def newton(prob, x0: torch.Tensor, tol: float, max_iter: int, minimize: bool, de
             keep = ~done
             index, x, F, scale, res, done, iters = (v[keep] for v in (index, x, F, scale, res, done, iters))
             sub = prob.take(index)
+            chol = None
+        if quadratic:
+            if chol is None:
+                chol, info = torch.linalg.cholesky_ex(sub.jacobian(x))
+                quadratic = bool((info == 0).all()) and bool(torch.isfinite(chol).all())
+            if quadratic:
+                dx = torch.cholesky_solve(-F.unsqueeze(-1), chol).squeeze(-1)
+                x = torch.where(done[..., None], x, x + dx)
+                F = sub.residual(x)
+                iters = iters + (~done).long()
+                res = torch.where(done, res, relative_residual(F, scale))
+                done = done | (res <= tol)
+                continue
         J = sub.jacobian(x)
         dx = _modified_newton_step(J, F) if local and minimize else solve(J, -F)[0]
         if minimize:
