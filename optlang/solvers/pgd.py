@@ -60,7 +60,7 @@ def fista(prob, tol: float, max_iter: int, accelerate: bool = True, x0=None, dea
             x_new, L = _quadratic_step(prob, H, y, g, L, active)
             L = torch.where(active, 0.9 * L, L)  # the curvature along the path can be far below H's top
             x, y, t, it, iters, res, done, polish_at = _momentum(
-                prob, g, x, x_new, y, t, active, accelerate, it, iters, res, scale, tol, done, polish_at)
+                prob, g, x, x_new, y, t, active, accelerate, it, iters, res, scale, tol, done, polish_at, H)
             continue
         g, fy = prob.gradient(y), prob.objective(y)
         # The extrapolated point y can leave the domain of f (x log x, log, sqrt at or past the
@@ -77,7 +77,7 @@ def fista(prob, tol: float, max_iter: int, accelerate: bool = True, x0=None, dea
     return SolveResult(x, done, iters, res, timed_out=timed_out)
 
 
-def _momentum(prob, g, x, x_new, y, t, active, accelerate, it, iters, res, scale, tol, done, polish_at):
+def _momentum(prob, g, x, x_new, y, t, active, accelerate, it, iters, res, scale, tol, done, polish_at, H=None):
     """Take the step to x_new and extrapolate; check convergence and polish when the time has come."""
     # Restart momentum where it points uphill (gradient restart).
     uphill = (g * (x_new - x)).sum(-1) > 0
@@ -93,7 +93,7 @@ def _momentum(prob, g, x, x_new, y, t, active, accelerate, it, iters, res, scale
     res = torch.where(active, relative_residual(F, scale), res)
     done = done | (res <= tol)
     if bool(((res <= polish_at) | done).all()) or it % POLISH_EVERY == 0:
-        x, res, done, iters = _polish(prob, x, res, scale, tol, done, iters)
+        x, res, done, iters = _polish(prob, x, res, scale, tol, done, iters, H)
         y = x.clone()
         t = torch.ones_like(t)
         # Polish again only after FISTA has made a decade of progress.
@@ -126,12 +126,15 @@ def _top_eigenvalue(H):
     tiny = torch.finfo(H.dtype).tiny
     size = torch.clamp(H.abs().amax(dim=(-1, -2)), min=tiny)
     Hs = H / size[..., None, None]
-    v = torch.ones(H.shape[:-1], dtype=H.dtype, device=H.device)
-    v = v + 0.01 * torch.arange(v.shape[-1], dtype=H.dtype, device=H.device)  # not orthogonal to the top
-    for _ in range(POWER_STEPS):
-        v = (Hs @ v.unsqueeze(-1)).squeeze(-1)
-        v = v / torch.clamp(v.norm(dim=-1, keepdim=True), min=tiny)
-    top = (v * (Hs @ v.unsqueeze(-1)).squeeze(-1)).sum(-1) * size
+    if H.dim() == 2:  # one matrix (an unbatched problem, or H shared by the batch): one eigvalsh is cheaper
+        top = torch.linalg.eigvalsh(Hs)[-1] * size
+    else:
+        v = torch.ones(H.shape[:-1] + (1,), dtype=H.dtype, device=H.device)
+        v = v + 0.01 * torch.arange(v.shape[-2], dtype=H.dtype, device=H.device)[:, None]  # not orthogonal to the top
+        for _ in range(POWER_STEPS):
+            v = Hs @ v
+            v = v / (v.norm(dim=-2, keepdim=True) + tiny)
+        top = (v * (Hs @ v)).sum((-2, -1)) * size
     return torch.where(torch.isfinite(top) & (top > 0), top, torch.ones_like(top))
 
 
@@ -172,14 +175,20 @@ def _backtrack(prob, y, g, fy, L, active):
     return x_new, L
 
 
-def _polish(prob, x, res, scale, tol, done, iters):
-    """Semismooth Newton on the proximal-gradient fixed point; keep only improving steps."""
+def _polish(prob, x, res, scale, tol, done, iters, H=None):
+    """Semismooth Newton on the proximal-gradient fixed point; keep only improving steps.
+
+    With a quadratic's dense Hessian H at hand and a diagonal prox Jacobian D (`free_mask`), the
+    Jacobian I - D (I - H) is built from them, not from n directional derivatives."""
+    from_hessian = H is not None and prob.plan.function("free_mask") is not None
+    eye = torch.eye(prob.n, dtype=x.dtype, device=x.device) if from_hessian else None
     for _ in range(POLISH_STEPS):
         active = ~done
         if not bool(active.any()):
             break
         F = prob.residual(x)
-        dx, _ = solve(prob.jacobian(x), -F)
+        J = eye - prob.free_mask(x)[..., :, None] * (eye - H) if from_hessian else prob.jacobian(x)
+        dx, _ = solve(J, -F)
         # Damped: halve the step where the full one leaves f's domain (x log x next to a bound) or
         # does not lower the residual; each element keeps its first improving step.
         better = torch.zeros_like(active)
