@@ -12,6 +12,8 @@ from __future__ import annotations
 import functools
 from dataclasses import dataclass, field
 
+from optlang.ir.nodes import Input
+
 
 @dataclass(frozen=True)
 class Op:
@@ -57,6 +59,33 @@ class Function:
 
 
 @dataclass(frozen=True)
+class StateBlock:
+    """One block of the solver's flat state: a var, or the dual of a constraint ("ineq" / "eq").
+
+    `name` is the var's name, the constraint's label, or its index (digits, which
+    no label can be) for an unlabelled constraint.
+    """
+
+    kind: str
+    name: str
+    shape: tuple
+    label: str | None = None
+    line: int | None = None
+
+    @property
+    def input(self) -> Input:
+        return Input("var" if self.kind == "var" else "dual", self.name, self.shape)
+
+    @property
+    def tangent(self) -> Input:
+        return Input("tangent", self.name, self.shape)
+
+    @property
+    def cotangent(self) -> Input:
+        return Input("cotangent", self.name, self.shape)
+
+
+@dataclass(frozen=True)
 class Plan:
     """Everything a backend and the runtime need to build a layer."""
 
@@ -64,7 +93,7 @@ class Plan:
     source_name: str
     kind: str  # "smooth" | "prox" | "kkt" | "root"
     vars: tuple  # nodes.VarInfo
-    state: tuple  # conditions.StateBlock: the solver's flat state, vars first, then duals (kkt)
+    state: tuple  # StateBlock: the solver's flat state, vars first, then duals (kkt)
     residual_blocks: tuple  # ((name, shape), ...): the residual's blocks (the cotangent's layout)
     params: tuple  # nodes.ParamInfo
     dims: tuple  # nodes.DimInfo

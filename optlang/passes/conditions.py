@@ -19,35 +19,9 @@ from optlang.ir import algebra as A
 from optlang.ir.nodes import Input
 from optlang.passes.classify import Classified
 from optlang.passes.derivatives import grad
+from optlang.plan import StateBlock  # noqa: F401 (defined with the Plan: a cached plan unpickles without the passes)
 
 STEP = Input("step", "step", ())
-
-
-@dataclass(frozen=True)
-class StateBlock:
-    """One block of the solver's flat state: a var, or the dual of a constraint ("ineq" / "eq").
-
-    `name` is the var's name, the constraint's label, or its index (digits, which
-    no label can be) for an unlabelled constraint.
-    """
-
-    kind: str
-    name: str
-    shape: tuple
-    label: str | None = None
-    line: int | None = None
-
-    @property
-    def input(self) -> Input:
-        return Input("var" if self.kind == "var" else "dual", self.name, self.shape)
-
-    @property
-    def tangent(self) -> Input:
-        return Input("tangent", self.name, self.shape)
-
-    @property
-    def cotangent(self) -> Input:
-        return Input("cotangent", self.name, self.shape)
 
 
 @dataclass(frozen=True)
