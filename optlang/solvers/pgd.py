@@ -93,11 +93,15 @@ def _momentum(prob, g, x, x_new, y, t, active, accelerate, it, iters, res, scale
     res = torch.where(active, relative_residual(F, scale), res)
     done = done | (res <= tol)
     if bool(((res <= polish_at) | done).all()) or it % POLISH_EVERY == 0:
+        before = res
         x, res, done, iters = _polish(prob, x, res, scale, tol, done, iters, H)
         y = x.clone()
         t = torch.ones_like(t)
-        # Polish again only after FISTA has made a decade of progress.
+        # Polish again only after FISTA has made a decade of progress; where this polish gained nothing
+        # (a singular Newton system, as in the SVM dual), not before the usual POLISH_AT either.
         polish_at = 0.1 * float(torch.where(done, torch.zeros_like(res), res).max().detach())
+        if not bool((res < before).any()):
+            polish_at = min(polish_at, POLISH_AT)
     return x, y, t, it, iters, res, done, polish_at
 
 
