@@ -1,11 +1,8 @@
 """Checks on declarations, options, constraints and the statement's shape."""
 from __future__ import annotations
 
-import math
-
 from optlang.errors import OptError
-from optlang.options import BACKWARDS, OPTION_KINDS, SOLVERS, option_value  # noqa: F401 (re-exported)
-from optlang.ir import algebra as A
+from optlang.options import OPTION_KINDS, option_value
 from optlang.ir import shapes
 from optlang.ir.nodes import ConstraintInfo, Input
 from optlang.ir.walk import inputs_of
