@@ -201,9 +201,9 @@ def test_newton_compacts_the_batch_so_stragglers_iterate_alone(monkeypatch):
 @settings(max_examples=10, deadline=None)
 @given(n=st.integers(1, 6), seed=st.integers(0, 2**31 - 1))
 def test_the_modified_newton_step_is_newtons_where_the_hessian_is_positive_definite_else_a_descent_one(n, seed):
-    """`newton._modified_newton_step`: for a positive definite H the plain Newton step -H^-1 F; for an
+    """`newton.modified_newton_step`: for a positive definite H the plain Newton step -H^-1 F; for an
     indefinite one -(H + tau I)^-1 F with H + tau I positive definite, so a descent direction."""
-    from optlang.solvers.newton import _modified_newton_step
+    from optlang.solvers.newton import modified_newton_step
 
     rng = np.random.default_rng(seed)
     Q, _ = np.linalg.qr(rng.standard_normal((n, n)))
@@ -211,7 +211,7 @@ def test_the_modified_newton_step_is_newtons_where_the_hessian_is_positive_defin
     mixed = positive * np.where(np.arange(n) % 2 == 0, -1.0, 1.0)  # at least one negative eigenvalue
     H = torch.tensor(np.stack([Q @ np.diag(positive) @ Q.T, Q @ np.diag(mixed) @ Q.T]))
     F = torch.tensor(rng.standard_normal((2, n)))
-    step = _modified_newton_step(H, F)
+    step = modified_newton_step(H, F, None)  # the PyTorch spellings need no context here
     torch.testing.assert_close(step[0], -torch.linalg.solve(H[0], F[0]), rtol=1e-10, atol=1e-12)
     assert float((step[1] * F[1]).sum()) < 0  # descends the objective whose gradient is F
     # the shift is the smallest tried: the step solves (H + tau I) step = -F with H + tau I > 0

@@ -78,7 +78,7 @@ class TritonExecutor:
         residual = torch.empty(B, dtype=bound.dtype, device=bound.device)
         tol = torch.tensor([options["tol"]], dtype=bound.dtype, device=bound.device)
         consts = {}
-        if solver != "anderson":
+        if solver not in ("anderson", "newton"):
             consts["EPS"] = torch.finfo(bound.dtype).eps
         if solver in ("fista", "pgd"):
             consts["ACCELERATE"] = solver == "fista"

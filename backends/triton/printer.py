@@ -24,6 +24,9 @@ from importlib import resources
 from optlang.errors import NotSupportedError
 from optlang.plan import Function, Plan
 
+from optlang.backends.triton import shared
+from optlang.backends.triton.shared import SHARED
+
 UNARY = {
     "negate": "-{a}", "exp": "tl.exp({a})", "log": "tl.log({a})", "sqrt": "tl.sqrt({a})",
     "sin": "tl.sin({a})", "cos": "tl.cos({a})", "tanh": "tanh_({a}, DTYPE)", "square": "{a} * {a}",
@@ -399,7 +402,7 @@ def template(name: str) -> str:
 
 def template_values(plan: Plan, layout: Layout) -> dict:
     """What the templates' placeholders stand for: argument lists, loads and the solvers' constants."""
-    from optlang.solvers import anderson, backward, newton, pgd, result
+    from optlang.solvers import anderson, backward, pgd, result
 
     from optlang.backends.triton import kkt
 
@@ -413,7 +416,6 @@ def template_values(plan: Plan, layout: Layout) -> dict:
         "__GRAD_SIG__": ", ".join(grads), "__GRAD_ARGS__": ", ".join(grads),
         "__LOAD_PARAMS__": load_lines(layout), "__VAR_SIZE__": var_size(plan),
         "__CONVERGED__": result.CONVERGED, "__MAX_ITER__": result.MAX_ITER, "__FAILED__": result.FAILED,
-        "__ARMIJO__": repr(newton.ARMIJO), "__MAX_HALVINGS__": newton.MAX_HALVINGS,
         "__POLISH_AT__": repr(pgd.POLISH_AT), "__POLISH_STEPS__": pgd.POLISH_STEPS,
         "__MAX_BACKTRACK__": pgd.MAX_BACKTRACK, "__CG_MAX_ITER__": backward.CG_MAX_ITER,
         "__MEMORY__": anderson.MEMORY, "__MEMORY_BLOCK__": next_pow2(anderson.MEMORY),
@@ -429,7 +431,9 @@ def templates(plan: Plan) -> list[str]:
     if plan.kind == "kkt":  # the ipm template holds the forward and the direct backward
         return ["common", "flat", "ipm"]
     forward = [FORWARD[s][0] for s in SOLVERS[label]]
-    parts = ["common", "flat"] + sorted(set(forward), key=forward.index) + ["backward"]
+    forward = sorted(set(forward), key=forward.index)
+    # The shared solvers' array interface first, if the module holds one.
+    parts = ["common", "flat"] + (["ops"] if set(forward) & set(SHARED) else []) + forward + ["backward"]
     # The in-kernel CG takes the free set as a mask; a simplex's (prox_jvp) runs on the PyTorch functions.
     if "cg" in allowed_backwards(label, plan.function("free_mask") is not None):
         parts.append("backward_cg")
@@ -454,7 +458,7 @@ def print_plan(plan: Plan) -> str:
         "import triton",
         "import triton.language as tl",
         "",
-        f"MINIMIZE = tl.constexpr({plan.kind != 'root'})  # Newton's merit: the objective, else |F|^2 / 2",
+        *flag_lines(plan, parts),
         f"DIAGONAL_PROX = tl.constexpr({plan.function('free_mask') is not None})  # CG on the free coordinates",
         "",
         "",
@@ -466,8 +470,24 @@ def print_plan(plan: Plan) -> str:
         lines += ["", "", f"# --- {fn.name}: {fn.doc} ---"] + print_function(fn, layout)
     lines += ["", "", fill_template(template(parts[1]), values)] + adapter_lines(plan, layout)
     for part in parts[2:]:
+        if part in SHARED:  # the solver's own text, then the kernel around it
+            lines += ["", "", fill_template(shared.render(part), values)]
         lines += ["", "", fill_template(template(part), values)]
     return "\n".join(wrap(line) for line in "\n".join(lines).split("\n")).rstrip() + "\n"
+
+
+FLAG_NOTES = {"MINIMIZE": "Newton's merit: the objective, else |F|^2 / 2",
+              "LOCAL": "not proven convex: an indefinite Hessian is shifted positive definite",
+              "QUADRATIC": "a convex quadratic: its constant Hessian is factored once"}
+
+
+def flag_lines(plan: Plan, parts: list) -> list[str]:
+    """The shared solvers' constant flags (their Context attributes on the PyTorch backend) as constexprs."""
+    from optlang.solvers import newton
+
+    if "newton" not in parts:
+        return []
+    return [f"{name} = tl.constexpr({value})  # {FLAG_NOTES[name]}" for name, value in newton.flags(plan).items()]
 
 
 # Functions the layer evaluates with the PyTorch backend on any backend (a few ops after the solve,

@@ -48,8 +48,7 @@ class TorchExecutor:
         x0 = torch.zeros(bound.batch + (bound.n,), dtype=bound.dtype, device=bound.device) if init is None else init
         if solver == "anderson":
             return anderson(lambda x: x - bound.residual(x), x0, tol, max_iter, deadline=deadline)
-        return newton(bound, x0, tol, max_iter, minimize=plan.kind == "smooth", deadline=deadline,
-                      local=plan.local)
+        return newton(bound, x0, tol, max_iter, deadline=deadline)
 
     def backward(self, bound, x, g, options: dict, wanted: set) -> dict:
         method = backward_method(bound.plan, bound.n, options["backward"])

@@ -1,0 +1,79 @@
+"""The solvers written once for both backends, as text for a Triton module.
+
+A shared solver (`optlang/solvers/newton.py`, ...) is Python the PyTorch
+backend imports and runs on a batch. Its @kernel functions and its upper-case
+constants are the algorithm; this module copies exactly those into the
+generated module, spelled for Triton:
+
+- `@kernel` becomes `@triton.jit`, and a constant `NAME = value` a
+  `tl.constexpr`;
+- `ctx`, the problem context, becomes the instance's context: `__SIG__` in a
+  def line, `__ARGS__` in a call (the printer fills both, as in the templates);
+- `ctx.FLAG` becomes the module constexpr `FLAG` (the printer prints the
+  solver's `flags(plan)`).
+
+Everything else in the file (imports, the PyTorch driver) stays behind. The
+array operations the text calls are spelled in `templates/ops.py`.
+"""
+from __future__ import annotations
+
+import ast
+import re
+from importlib import resources
+
+SHARED = ("newton",)  # the solvers written once; the others are still templates of their own
+# Calls that only reorganize a PyTorch batch (ops.compact drops the instances that have stopped):
+# one Triton program holds one instance, so their statements are left out, and `finish(results, ctx)`
+# is its results.
+BATCH_ONLY = ("compact",)
+
+
+def source(name: str) -> str:
+    return resources.files("optlang.solvers").joinpath(name + ".py").read_text("utf-8")
+
+
+def render(name: str) -> str:
+    """The Triton text of shared solver `name`: its constants, then its @kernel functions, in file order."""
+    text = source(name)
+    lines = text.splitlines()
+    out = [f"# --- {name}: optlang/solvers/{name}.py, the solver the PyTorch backend runs too ---"]
+    for node in ast.parse(text).body:
+        if _is_constant(node):
+            target = node.targets[0].id
+            value = ast.get_source_segment(text, node.value)
+            comment = lines[node.lineno - 1].partition("  # ")[2]
+            out.append(f"{target} = tl.constexpr({value})" + (f"  # {comment}" if comment else ""))
+        elif isinstance(node, ast.FunctionDef) and any(_is_kernel(d) for d in node.decorator_list):
+            start = node.decorator_list[0].lineno - 1
+            dropped = _batch_only_lines(node)
+            out += ["", ""] + [_spell(line) for i, line in enumerate(lines[start: node.end_lineno], start + 1)
+                               if i not in dropped]
+    return "\n".join(out)
+
+
+def _batch_only_lines(fn) -> set:
+    """The line numbers of fn's statements that call a BATCH_ONLY function."""
+    out = set()
+    for stmt in ast.walk(fn):
+        if isinstance(stmt, ast.Assign) and isinstance(stmt.value, ast.Call) \
+                and getattr(stmt.value.func, "id", None) in BATCH_ONLY:
+            out |= set(range(stmt.lineno, stmt.end_lineno + 1))
+    return out
+
+
+def _is_constant(node) -> bool:
+    return (isinstance(node, ast.Assign) and len(node.targets) == 1 and isinstance(node.targets[0], ast.Name)
+            and node.targets[0].id.isupper() and isinstance(node.value, ast.Constant))
+
+
+def _is_kernel(decorator) -> bool:
+    return isinstance(decorator, ast.Name) and decorator.id == "kernel"
+
+
+def _spell(line: str) -> str:
+    if line.strip() == "@kernel":
+        return line.replace("@kernel", "@triton.jit")
+    line = re.sub(r"\bctx\.([A-Z_]+)\b", r"\1", line)
+    if line.lstrip().startswith("def "):
+        return re.sub(r"\bctx\b", "__SIG__", line)
+    return re.sub(r"\bctx\b", "__ARGS__", line)

@@ -1,0 +1,147 @@
+# --- template ops.py: the shared solvers' array interface, spelled in tl (optlang/solvers/ops.py) ---
+# The solvers written once for both backends call these names; here one program holds one
+# instance, so a per-instance scalar is a 0-d tile, a vector [VAR_BLOCK] and a matrix
+# [VAR_BLOCK, VAR_BLOCK] whose padded rows and columns hold the identity.
+#: Placeholders: __SIG__ / __ARGS__ as in common.py.
+
+
+@triton.jit
+def any_(mask):
+    """The branch or loop condition of one instance: its own mask."""
+    return mask
+
+
+@triton.jit
+def keep_going(going, __SIG__):
+    """The outer loop's condition (no deadline inside a kernel)."""
+    return going
+
+
+@triton.jit
+def full(value: tl.constexpr, __SIG__):
+    return tl.full((), value, DTYPE)
+
+
+@triton.jit
+def zero_count(__SIG__):
+    return tl.zeros((), tl.int32)
+
+
+@triton.jit
+def where(mask, a, b):
+    return tl.where(mask, a, b)
+
+
+@triton.jit
+def where_matrix(mask, a, b):
+    return tl.where(mask, a, b)
+
+
+@triton.jit
+def all_finite(v):
+    return tl.min(is_finite(v).to(tl.int32), axis=0) > 0
+
+
+@triton.jit
+def abs_(a):
+    return tl.abs(a)
+
+
+@triton.jit
+def at_least(a, floor: tl.constexpr):
+    return tl.maximum(a, floor)
+
+
+@triton.jit
+def machine_eps(__SIG__):
+    """torch.finfo(DTYPE).eps (a power of two, exact in any float)."""
+    if DTYPE == tl.float64:
+        eps = 2.220446049250313e-16
+    else:
+        eps = 1.1920928955078125e-07
+    return eps
+
+
+@triton.jit
+def dot(a, b):
+    return tl.sum(a * b, axis=0)
+
+
+@triton.jit
+def amax_abs(v):
+    return tl.max(tl.abs(v), axis=0)
+
+
+@triton.jit
+def identity(A, __SIG__):
+    i = tl.arange(0, VAR_BLOCK)
+    return (i[:, None] == i[None, :]).to(DTYPE)
+
+
+@triton.jit
+def transpose(A):
+    return tl.trans(A)
+
+
+@triton.jit
+def diagonal(A, __SIG__):
+    i = tl.arange(0, VAR_BLOCK)
+    return tl.sum(tl.where(i[:, None] == i[None, :], A, 0.0), axis=1)
+
+
+@triton.jit
+def add_diagonal(A, s, __SIG__):
+    """A + s I (the padded diagonal too: its unknowns stay 0, their right-hand sides being 0)."""
+    i = tl.arange(0, VAR_BLOCK)
+    return tl.where(i[:, None] == i[None, :], A + s, A)
+
+
+@triton.jit
+def solve(A, b, __SIG__):
+    return gauss_solve(A, b, VAR_BLOCK, DTYPE)
+
+
+@triton.jit
+def cholesky(A, __SIG__):
+    """(L, ok): the lower Cholesky factor of A (right-looking, a column per step), and whether every
+    pivot was positive and finite (torch.linalg.cholesky_ex's info == 0)."""
+    i = tl.arange(0, VAR_BLOCK)
+    L = tl.zeros((VAR_BLOCK, VAR_BLOCK), DTYPE)
+    ok = tl.zeros((), tl.int32) == 0
+    for k in range(0, VAR_BLOCK):
+        col = tl.sum(tl.where(i[None, :] == k, A, 0.0), axis=1)
+        pivot = tl.sum(tl.where(i == k, col, 0.0), axis=0)
+        good = (pivot > 0.0) & is_finite(pivot)
+        ok = ok & good
+        root = tl.sqrt(tl.where(good, pivot, 1.0))
+        l_k = tl.where(i >= k, col / root, 0.0)
+        L = tl.where(i[None, :] == k, l_k[:, None], L)
+        A = A - l_k[:, None] * l_k[None, :]
+    return L, ok
+
+
+@triton.jit
+def cholesky_solve(L, b, __SIG__):
+    """x with L L^T x = b: forward substitution, then back substitution on L^T."""
+    i = tl.arange(0, VAR_BLOCK)
+    y = tl.zeros((VAR_BLOCK,), DTYPE)
+    for k in range(0, VAR_BLOCK):
+        row = tl.sum(tl.where(i[:, None] == k, L, 0.0), axis=0)
+        known = tl.sum(tl.where(i < k, row * y, 0.0), axis=0)
+        b_k = tl.sum(tl.where(i == k, b, 0.0), axis=0)
+        y = tl.where(i == k, (b_k - known) / tl.sum(tl.where(i == k, row, 0.0), axis=0), y)
+    x = tl.zeros((VAR_BLOCK,), DTYPE)
+    for kk in range(0, VAR_BLOCK):
+        k = VAR_BLOCK - 1 - kk
+        col = tl.sum(tl.where(i[None, :] == k, L, 0.0), axis=1)
+        known = tl.sum(tl.where(i > k, col * x, 0.0), axis=0)
+        y_k = tl.sum(tl.where(i == k, y, 0.0), axis=0)
+        x = tl.where(i == k, (y_k - known) / tl.sum(tl.where(i == k, col, 0.0), axis=0), x)
+    return x
+
+
+@triton.jit
+def finish(results, __SIG__):
+    """The solve's results (ops.compact, which drops stopped instances from a PyTorch batch, has no
+    counterpart here: this program's instance is the whole batch)."""
+    return results

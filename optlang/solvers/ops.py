@@ -1,0 +1,204 @@
+"""The array interface the shared solvers are written against: its PyTorch spellings.
+
+A solver written once (`newton.py`, `anderson.py`) describes one problem instance: a
+state vector x, per-instance scalars (a step length, a residual, a mask) and
+matrices (a Jacobian). The Triton backend runs that text inside one program per
+instance, with `backends/triton/templates/ops.py` spelling each name below in
+`tl`; here the same text runs on a whole batch at once, so a vector is (B, n),
+a matrix (B, n, n), and a per-instance scalar (B, 1) (a trailing 1, so scalars
+broadcast against vectors as they do in a Triton tile).
+
+The rules the shared text keeps, so that it means the same on both backends:
+control flow branches only on `any_(mask)` (a Triton scalar, here "any element")
+or on the context's constant flags (`ctx.MINIMIZE`: a constexpr there); every
+update is masked per instance (`where`), so an element that has stopped keeps
+its values; `~` only on masks, never on Python bools; `ctx` is the last argument
+of a function that needs the problem (the Triton printer replaces it with the
+instance's param tiles and sizes).
+"""
+from __future__ import annotations
+
+import torch
+
+from optlang.solvers import linalg
+
+
+class Context:
+    """One flattened batch of problem instances as the shared solvers see it.
+
+    `prob` is a BoundProblem with batch (B,); the upper-case flags are the
+    solver's compile-time constants (module constexprs in a Triton module);
+    `deadline` is checked once per outer iteration, and `timed_out` records that
+    a solve stopped on it.
+    """
+
+    def __init__(self, prob, deadline, **flags):
+        self.prob = prob
+        self.deadline = deadline
+        self.timed_out = False
+        self.index = torch.arange(prob.batch[0], device=prob.device)  # the instances still in the batch
+        self.results = None  # the full batch's results, where compaction has stored some
+        for name, value in flags.items():
+            setattr(self, name, bool(value))
+
+    def store(self, results, which):
+        """Write the results of the instances `which` (a mask on the current batch) into the full batch's."""
+        if self.results is None:
+            size = int(self.index.max()) + 1 if len(self.index) else 0
+            self.results = [torch.empty((size,) + r.shape[1:], dtype=r.dtype, device=r.device) for r in results]
+        for out, r in zip(self.results, results):
+            out.index_copy_(0, self.index[which], r[which])
+
+
+def kernel(fn):
+    """Marks a function of the shared text: the Triton printer takes it (as a @triton.jit function)."""
+    return fn
+
+
+# -- control flow --------------------------------------------------------------
+def any_(mask):
+    """Whether any instance's mask is set (a branch or loop condition)."""
+    return bool(mask.any())
+
+
+def keep_going(going, ctx):
+    """The outer loop's condition: some instance is still going and the deadline has not passed."""
+    if not bool(going.any()):
+        return False
+    if ctx.deadline.passed():
+        ctx.timed_out = True
+        return False
+    return True
+
+
+# -- batch scheduling: PyTorch only (one Triton program holds one instance; shared.BATCH_ONLY) --
+COMPACT = 0.5  # compact the batch when at most this fraction of it is still going
+
+
+def compact(going, results, carried, ctx):
+    """Drop the instances that have stopped from the batch, once at most COMPACT of it is going.
+
+    `results` are what the solve returns (an instance's final values once it stops), `carried` the
+    rest of its loop state; both come back as one tuple, for the instances still going. A few
+    stragglers then cost their own iterations, not the whole batch's.
+    """
+    keep = going.squeeze(-1)
+    if int(keep.sum()) > COMPACT * len(keep):
+        return tuple(results) + tuple(carried)
+    ctx.store(results, ~keep)
+    ctx.index = ctx.index[keep]
+    ctx.prob = ctx.prob.take(keep.nonzero().squeeze(-1))
+    return tuple(v[keep] for v in tuple(results) + tuple(carried))
+
+
+def finish(results, ctx):
+    """The full batch's results: what compaction stored, and the last values of the instances left."""
+    if ctx.results is None:
+        return tuple(results)
+    ctx.store(results, torch.ones(len(ctx.index), dtype=torch.bool, device=ctx.index.device))
+    return tuple(ctx.results)
+
+
+# -- per-instance scalars and masks ----------------------------------------------
+def full(value, ctx):
+    return torch.full((ctx.prob.batch[0], 1), value, dtype=ctx.prob.dtype, device=ctx.prob.device)
+
+
+def zero_count(ctx):
+    """A per-instance counter at 0."""
+    return torch.zeros((ctx.prob.batch[0], 1), dtype=torch.int64, device=ctx.prob.device)
+
+
+def where(mask, a, b):
+    """a where the instance's mask is set, else b (vectors or scalars)."""
+    return torch.where(mask, a, b)
+
+
+def where_matrix(mask, a, b):
+    return torch.where(mask.unsqueeze(-1), a, b)
+
+
+def is_finite(a):
+    return torch.isfinite(a)
+
+
+def all_finite(v):
+    """Whether every entry of the instance's vector is finite."""
+    return torch.isfinite(v).all(-1, keepdim=True)
+
+
+def abs_(a):
+    return a.abs()
+
+
+def at_least(a, floor: float):
+    return a.clamp(min=floor)
+
+
+def machine_eps(ctx):
+    return torch.finfo(ctx.prob.dtype).eps
+
+
+# -- vectors -----------------------------------------------------------------------
+def dot(a, b):
+    return (a * b).sum(-1, keepdim=True)
+
+
+def amax_abs(v):
+    return v.abs().amax(-1, keepdim=True)
+
+
+def relative_residual(F, scale):
+    """max|F| / max(1, scale), as optlang.solvers.result.relative_residual."""
+    return F.abs().amax(-1, keepdim=True) / scale.clamp(min=1.0)
+
+
+# -- matrices ------------------------------------------------------------------------
+def identity(A, ctx):
+    return torch.eye(A.shape[-1], dtype=A.dtype, device=A.device).expand(A.shape)
+
+
+def transpose(A):
+    return A.transpose(-1, -2)
+
+
+def diagonal(A, ctx):
+    return A.diagonal(dim1=-2, dim2=-1)
+
+
+def add_diagonal(A, s, ctx):
+    """A + s I, s a per-instance scalar."""
+    return A + s.unsqueeze(-1) * torch.eye(A.shape[-1], dtype=A.dtype, device=A.device)
+
+
+def solve(A, b, ctx):
+    """(x, singular) with A x = b: LU with partial pivoting, least squares where A is singular."""
+    x, singular = linalg.solve(A, b)
+    return x, singular.unsqueeze(-1)
+
+
+def cholesky(A, ctx):
+    """(L, ok): the lower Cholesky factor of A, and whether A was numerically positive definite."""
+    L, info = torch.linalg.cholesky_ex(A)
+    return L, ((info == 0) & torch.isfinite(L).all(-1).all(-1)).unsqueeze(-1)
+
+
+def cholesky_solve(L, b, ctx):
+    return torch.cholesky_solve(b.unsqueeze(-1), L).squeeze(-1)
+
+
+# -- the problem's functions on the flat state -----------------------------------------
+def residual_flat(x, ctx):
+    return ctx.prob.residual(x)
+
+
+def gradient_flat(x, ctx):
+    return ctx.prob.gradient(x)
+
+
+def objective_flat(x, ctx):
+    return ctx.prob.objective(x).unsqueeze(-1)
+
+
+def jacobian(x, ctx):
+    return ctx.prob.jacobian(x)

@@ -1,0 +1,112 @@
+"""The solvers written once for both backends take the same steps on both.
+
+A shared solver (`backends/triton/shared.py`: SHARED) is one text: the PyTorch
+backend runs it on the batch, the Triton module holds a copy spelled for `tl`.
+Each class it serves is solved with max_iter = 1, 2, ... on both backends (the
+Triton interpreter on CPU): after every iteration the iterates agree to
+rounding and the iteration counts exactly, until every instance has converged.
+"""
+import ast
+import pathlib
+import warnings
+
+import pytest
+import torch
+
+import optlang
+from optlang.backends.triton import shared
+from optlang.backends.triton.printer import print_plan
+from optlang.solvers import ops
+
+pytestmark = pytest.mark.triton
+
+ROOT = pathlib.Path(__file__).resolve().parent.parent
+DEVICE = "cuda" if torch.cuda.is_available() else "cpu"
+
+SOURCES = {  # (source, solver): every path of newton.py
+    "quadratic": ("problem quadratic\ndim n, d\nparam X[n, d], y[n], lam >= 0\nvar w[d]\n"
+                  "minimize 0.5 * sumsq(X @ w - y) + 0.5 * lam * sumsq(w)\n", "newton"),
+    "smooth": ("problem smooth\ndim d\nparam a[d], c[d]\nvar x[d]\n"
+               "minimize sum(exp(a * x)) + 0.5 * sumsq(x - c) + 0.1 * sum(x ^ 4)\n", "newton"),
+    "nonconvex": ("problem nonconvex\ndim d\nparam c[d]\nvar x[d]\nminimize sum(cos(x) + 0.1 * x ^ 2 + c * x)\n",
+                  "newton"),
+    "root": ("problem kepler\nparam M, e\nvar E\nroot E - e * sin(E) - M\n", "newton"),
+    "fixed_point": ("problem equilibrium\ndim d, k\nparam W[d, d], U[d, k], u[k], bias[d]\nvar z[d]\n"
+                    "fixed_point z = tanh(W @ z + U @ u + bias)\n", "newton"),
+}
+
+
+def data(name, batch=3, d=4):
+    g = torch.Generator().manual_seed(7)
+    randn = lambda *s: torch.randn(*s, generator=g, dtype=torch.float64)  # noqa: E731
+    if name == "quadratic":
+        out = dict(X=randn(batch, 6, d), y=randn(batch, 6), lam=torch.tensor([0.1, 1.0, 5.0]))
+    elif name == "smooth":
+        out = dict(a=randn(batch, d), c=3 * randn(batch, d))
+    elif name == "nonconvex":  # from x = 0, where the Hessian is -0.8 I: the shifted Newton steps
+        out = dict(c=randn(batch, 3))
+    elif name == "root":
+        out = dict(M=torch.tensor([0.3, 2.0, 5.5], dtype=torch.float64), e=torch.tensor([0.1, 0.6, 0.95]))
+    else:
+        W = randn(d, d)
+        out = dict(W=0.9 * W / torch.linalg.matrix_norm(W, 2), U=randn(d, 2), u=randn(batch, 2), bias=randn(d))
+    return {k: v.to(torch.float64).to(DEVICE) for k, v in out.items()}
+
+
+def iterate(model, params, backend, solver, k):
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # "did not converge" after k < the needed iterations
+        sol = model.solve(**params, backend=backend, solver=solver, max_iter=k)
+    return sol[model.plan.var.name], sol.stats
+
+
+@pytest.mark.parametrize("name", SOURCES)
+def test_both_backends_take_the_same_steps(name):
+    source, solver = SOURCES[name]
+    model = optlang.compile_string(source, f"{name}.opt")
+    params = data(name)
+    for k in range(1, 30):
+        x_torch, stats_torch = iterate(model, params, "torch", solver, k)
+        x_triton, stats_triton = iterate(model, params, "triton", solver, k)
+        torch.testing.assert_close(x_triton, x_torch, rtol=1e-9, atol=1e-11, msg=lambda m: f"iteration {k}: {m}")
+        assert torch.equal(stats_triton.iterations, stats_torch.iterations), k
+        assert torch.equal(stats_triton.converged, stats_torch.converged), k
+        if bool(stats_torch.converged.all()):
+            break
+    assert bool(stats_torch.converged.all()) and bool((stats_torch.iterations >= 1).all())  # steps were compared
+
+
+def test_the_nonconvex_case_shifts_the_hessian():
+    """The nonconvex source starts where its Hessian is indefinite, so it runs the shifted steps."""
+    model = optlang.compile_string(SOURCES["nonconvex"][0], "nonconvex.opt")
+    assert model.plan.local
+    x, stats = iterate(model, data("nonconvex"), "torch", "newton", 50)
+    H = torch.diag_embed(0.2 - torch.cos(x))
+    assert bool(stats.converged.all()) and bool((torch.linalg.eigvalsh(H) > 0).all())  # local minima
+
+
+def test_the_module_holds_the_shared_text():
+    """The generated module runs the file's own functions: each @kernel function appears, spelled for tl."""
+    model = optlang.compile_string(SOURCES["smooth"][0], "smooth.opt")
+    text = print_plan(model.plan)
+    for name in shared.SHARED:
+        tree = ast.parse(shared.source(name))
+        kernels = [f.name for f in tree.body if isinstance(f, ast.FunctionDef)
+                   and any(getattr(d, "id", None) == "kernel" for d in f.decorator_list)]
+        assert kernels
+        for fn in kernels:
+            assert f"@triton.jit\ndef {fn}(" in text
+        assert "ctx" not in shared.render(name).replace("__SIG__", "").replace("__ARGS__", "")
+
+
+def test_both_spellings_of_the_interface_define_the_same_names():
+    """Every name of optlang/solvers/ops.py has a tl spelling in the Triton templates (ops, common, flat
+    and the printed adapters), so a shared solver calling it compiles on both backends."""
+    templates = ROOT / "backends" / "triton" / "templates"
+    triton_names = set()
+    for part in ("ops", "common"):
+        tree = ast.parse((templates / f"{part}.py").read_text())
+        triton_names |= {f.name for f in tree.body if isinstance(f, ast.FunctionDef)}
+    adapters = {"residual_flat", "gradient_flat", "objective_flat"}  # printed per problem (printer.FLAT_NAMES)
+    torch_names = {name for name, value in vars(ops).items() if callable(value) and value.__module__ == ops.__name__}
+    assert torch_names - {"Context", "kernel"} - set(shared.BATCH_ONLY) - adapters <= triton_names
