@@ -23,7 +23,7 @@ pytestmark = pytest.mark.triton
 ROOT = pathlib.Path(__file__).resolve().parent.parent
 DEVICE = "cuda" if torch.cuda.is_available() else "cpu"
 
-SOURCES = {  # (source, solver): every path of newton.py
+SOURCES = {  # (source, solver): every path of newton.py, and anderson.py
     "quadratic": ("problem quadratic\ndim n, d\nparam X[n, d], y[n], lam >= 0\nvar w[d]\n"
                   "minimize 0.5 * sumsq(X @ w - y) + 0.5 * lam * sumsq(w)\n", "newton"),
     "smooth": ("problem smooth\ndim d\nparam a[d], c[d]\nvar x[d]\n"
@@ -33,6 +33,8 @@ SOURCES = {  # (source, solver): every path of newton.py
     "root": ("problem kepler\nparam M, e\nvar E\nroot E - e * sin(E) - M\n", "newton"),
     "fixed_point": ("problem equilibrium\ndim d, k\nparam W[d, d], U[d, k], u[k], bias[d]\nvar z[d]\n"
                     "fixed_point z = tanh(W @ z + U @ u + bias)\n", "newton"),
+    "anderson": ("problem equilibrium\ndim d, k\nparam W[d, d], U[d, k], u[k], bias[d]\nvar z[d]\n"
+                 "fixed_point z = tanh(W @ z + U @ u + bias)\n", "anderson"),
 }
 
 
@@ -47,7 +49,7 @@ def data(name, batch=3, d=4):
         out = dict(c=randn(batch, 3))
     elif name == "root":
         out = dict(M=torch.tensor([0.3, 2.0, 5.5], dtype=torch.float64), e=torch.tensor([0.1, 0.6, 0.95]))
-    else:
+    else:  # a contraction: a unique equilibrium
         W = randn(d, d)
         out = dict(W=0.9 * W / torch.linalg.matrix_norm(W, 2), U=randn(d, 2), u=randn(batch, 2), bias=randn(d))
     return {k: v.to(torch.float64).to(DEVICE) for k, v in out.items()}
@@ -87,9 +89,9 @@ def test_the_nonconvex_case_shifts_the_hessian():
 
 def test_the_module_holds_the_shared_text():
     """The generated module runs the file's own functions: each @kernel function appears, spelled for tl."""
-    model = optlang.compile_string(SOURCES["smooth"][0], "smooth.opt")
-    text = print_plan(model.plan)
     for name in shared.SHARED:
+        example = next(key for key, (_, solver) in SOURCES.items() if solver == name)
+        text = print_plan(optlang.compile_string(SOURCES[example][0], f"{example}.opt").plan)
         tree = ast.parse(shared.source(name))
         kernels = [f.name for f in tree.body if isinstance(f, ast.FunctionDef)
                    and any(getattr(d, "id", None) == "kernel" for d in f.decorator_list)]

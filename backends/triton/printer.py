@@ -418,8 +418,7 @@ def template_values(plan: Plan, layout: Layout) -> dict:
         "__CONVERGED__": result.CONVERGED, "__MAX_ITER__": result.MAX_ITER, "__FAILED__": result.FAILED,
         "__POLISH_AT__": repr(pgd.POLISH_AT), "__POLISH_STEPS__": pgd.POLISH_STEPS,
         "__MAX_BACKTRACK__": pgd.MAX_BACKTRACK, "__CG_MAX_ITER__": backward.CG_MAX_ITER,
-        "__MEMORY__": anderson.MEMORY, "__MEMORY_BLOCK__": next_pow2(anderson.MEMORY),
-        "__MIXING__": repr(float(anderson.MIXING)), "__REGULARIZATION__": repr(float(anderson.REGULARIZATION)),
+        "__MEMORY_BLOCK__": next_pow2(anderson.MEMORY),
     }
 
 
@@ -470,6 +469,9 @@ def print_plan(plan: Plan) -> str:
         lines += ["", "", f"# --- {fn.name}: {fn.doc} ---"] + print_function(fn, layout)
     lines += ["", "", fill_template(template(parts[1]), values)] + adapter_lines(plan, layout)
     for part in parts[2:]:
+        if part == "ops":  # the interface's functions that the module's shared solvers call
+            lines += ["", "", fill_template(shared.interface(template("ops"), set(parts) & set(SHARED)), values)]
+            continue
         if part in SHARED:  # the solver's own text, then the kernel around it
             lines += ["", "", fill_template(shared.render(part), values)]
         lines += ["", "", fill_template(template(part), values)]

@@ -21,7 +21,7 @@ import ast
 import re
 from importlib import resources
 
-SHARED = ("newton",)  # the solvers written once; the others are still templates of their own
+SHARED = ("newton", "anderson")  # the solvers written once; the others are still templates of their own
 # Calls that only reorganize a PyTorch batch (ops.compact drops the instances that have stopped):
 # one Triton program holds one instance, so their statements are left out, and `finish(results, ctx)`
 # is its results.
@@ -44,11 +44,46 @@ def render(name: str) -> str:
             comment = lines[node.lineno - 1].partition("  # ")[2]
             out.append(f"{target} = tl.constexpr({value})" + (f"  # {comment}" if comment else ""))
         elif isinstance(node, ast.FunctionDef) and any(_is_kernel(d) for d in node.decorator_list):
-            start = node.decorator_list[0].lineno - 1
+            start = _first_line(node) - 1
             dropped = _batch_only_lines(node)
             out += ["", ""] + [_spell(line) for i, line in enumerate(lines[start: node.end_lineno], start + 1)
                                if i not in dropped]
     return "\n".join(out)
+
+
+def interface(template_text: str, solvers) -> str:
+    """The ops template cut to the functions the shared solvers `solvers` call (directly or through one
+    another): a module holds no function it never calls."""
+    tree = ast.parse(template_text)
+    defs = {node.name: node for node in tree.body if isinstance(node, ast.FunctionDef)}
+    needed, todo = set(), set()
+    for name in solvers:
+        todo |= _called(ast.parse(source(name)), kernels_only=True)
+    while todo:
+        name = todo.pop()
+        if name in defs and name not in needed:
+            needed.add(name)
+            todo |= _called(defs[name], kernels_only=False)
+    lines = template_text.splitlines()
+    first = min(_first_line(node) for node in tree.body) - 1
+    out = lines[:first]  # the template's header comments
+    for name, node in defs.items():
+        if name in needed:
+            out += ["", ""] + lines[_first_line(node) - 1: node.end_lineno]
+    return "\n".join(out)
+
+
+def _first_line(node) -> int:
+    """A statement's first line, its decorators included."""
+    return min([node.lineno] + [d.lineno for d in getattr(node, "decorator_list", [])])
+
+
+def _called(tree, kernels_only: bool) -> set:
+    """The names called in tree (in its @kernel functions only, if kernels_only)."""
+    roots = [f for f in tree.body if isinstance(f, ast.FunctionDef) and any(_is_kernel(d) for d in f.decorator_list)] \
+        if kernels_only else [tree]
+    return {node.func.id for root in roots for node in ast.walk(root)
+            if isinstance(node, ast.Call) and isinstance(node.func, ast.Name)}
 
 
 def _batch_only_lines(fn) -> set:

@@ -1,10 +1,12 @@
 """The PyTorch executor: batched solvers and backward strategies in Python over generated functions."""
 from __future__ import annotations
 
+import math
+
 import torch
 
 from optlang.passes.select import backward_method, default_solver
-from optlang.solvers.anderson import anderson
+from optlang.solvers.anderson import solve_fixed_point
 from optlang.solvers.backward import adjoint_solve, finite_param_grads
 from optlang.solvers.newton import newton
 from optlang.solvers.pgd import fista
@@ -47,7 +49,8 @@ class TorchExecutor:
             return solve_kkt(bound, tol, max_iter, init, deadline)
         x0 = torch.zeros(bound.batch + (bound.n,), dtype=bound.dtype, device=bound.device) if init is None else init
         if solver == "anderson":
-            return anderson(lambda x: x - bound.residual(x), x0, tol, max_iter, deadline=deadline)
+            flat = bound.take(torch.arange(math.prod(bound.batch), device=bound.device))
+            return solve_fixed_point(flat, x0, tol, max_iter, deadline=deadline)
         return newton(bound, x0, tol, max_iter, deadline=deadline)
 
     def backward(self, bound, x, g, options: dict, wanted: set) -> dict:

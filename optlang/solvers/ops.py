@@ -26,8 +26,9 @@ from optlang.solvers import linalg
 class Context:
     """One flattened batch of problem instances as the shared solvers see it.
 
-    `prob` is a BoundProblem with batch (B,); the upper-case flags are the
-    solver's compile-time constants (module constexprs in a Triton module);
+    `prob` is a BoundProblem with batch (B,) (or anything with its residual,
+    gradient, ... on the flat state); the upper-case flags are the solver's
+    compile-time constants (module constexprs in a Triton module);
     `deadline` is checked once per outer iteration, and `timed_out` records that
     a solve stopped on it.
     """
@@ -39,7 +40,7 @@ class Context:
         self.index = torch.arange(prob.batch[0], device=prob.device)  # the instances still in the batch
         self.results = None  # the full batch's results, where compaction has stored some
         for name, value in flags.items():
-            setattr(self, name, bool(value))
+            setattr(self, name, value)
 
     def store(self, results, which):
         """Write the results of the instances `which` (a mask on the current batch) into the full batch's."""
@@ -131,6 +132,14 @@ def abs_(a):
     return a.abs()
 
 
+def sqrt_(a):
+    return a.sqrt()
+
+
+def at_most(a, cap):
+    return a.clamp(max=cap)
+
+
 def at_least(a, floor: float):
     return a.clamp(min=floor)
 
@@ -202,3 +211,49 @@ def objective_flat(x, ctx):
 
 def jacobian(x, ctx):
     return ctx.prob.jacobian(x)
+
+
+# -- a history: MEMORY rows of the state's size, the newest last (Anderson) -----------------
+def history(x, ctx):
+    return x.new_zeros(x.shape[0], ctx.MEMORY, x.shape[-1])
+
+
+def history_rows(count, ctx):
+    """The rows holding an instance's last `count` differences."""
+    return torch.arange(ctx.MEMORY, device=count.device) >= ctx.MEMORY - count
+
+
+def row_norms(H):
+    return torch.linalg.vector_norm(H, dim=-1)
+
+
+def divide_rows(H, d):
+    return H / d.unsqueeze(-1)
+
+
+def row_dots(H, v):
+    return (H * v.unsqueeze(-2)).sum(-1)
+
+
+def combine(H, gamma):
+    """sum_i gamma_i H_i: the rows weighted by gamma."""
+    return (H * gamma.unsqueeze(-1)).sum(-2)
+
+
+def gram(Q, valid, regularization: float, ctx):
+    """Q Q^T on the valid rows, the identity elsewhere, plus regularization times the identity."""
+    eye = torch.eye(Q.shape[-2], dtype=Q.dtype, device=Q.device)
+    both = valid.unsqueeze(-1) & valid.unsqueeze(-2)
+    return torch.where(both, Q @ Q.transpose(-1, -2), eye) + regularization * eye
+
+
+def solve_history(A, b, ctx):
+    return solve(A, b, ctx)
+
+
+def roll_in(H, v, restart):
+    """H's rows moved up one, v the newest; where `restart`, v alone (the older rows zeroed)."""
+    if H.shape[-2] == 0:  # MEMORY 0: the plain damped iteration keeps no history
+        return H
+    older = H[..., 1:, :] * (~restart).unsqueeze(-1)
+    return torch.cat([older, v.unsqueeze(-2)], dim=-2)

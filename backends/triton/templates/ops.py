@@ -145,3 +145,68 @@ def finish(results, __SIG__):
     """The solve's results (ops.compact, which drops stopped instances from a PyTorch batch, has no
     counterpart here: this program's instance is the whole batch)."""
     return results
+
+
+@triton.jit
+def sqrt_(a):
+    return tl.sqrt(a)
+
+
+@triton.jit
+def at_most(a, cap):
+    return tl.minimum(a, cap)
+
+
+@triton.jit
+def history(x, __SIG__):
+    """A history: [MEMORY_BLOCK, VAR_BLOCK], MEMORY rows of differences, the newest in row MEMORY - 1."""
+    return tl.zeros((MEMORY_BLOCK, VAR_BLOCK), DTYPE)
+
+
+@triton.jit
+def history_rows(count, __SIG__):
+    r = tl.arange(0, MEMORY_BLOCK)
+    return (r < MEMORY) & (r >= MEMORY - count)
+
+
+@triton.jit
+def row_norms(H):
+    return tl.sqrt(tl.sum(H * H, axis=1))
+
+
+@triton.jit
+def divide_rows(H, d):
+    return H / d[:, None]
+
+
+@triton.jit
+def row_dots(H, v):
+    return tl.sum(H * v[None, :], axis=1)
+
+
+@triton.jit
+def combine(H, gamma):
+    return tl.sum(H * gamma[:, None], axis=0)
+
+
+@triton.jit
+def gram(Q, valid, regularization, __SIG__):
+    r = tl.arange(0, MEMORY_BLOCK)
+    eye = (r[:, None] == r[None, :]).to(DTYPE)
+    both = valid[:, None] & valid[None, :]
+    return tl.where(both, tl.sum(Q[:, None, :] * Q[None, :, :], axis=2), eye) + regularization * eye
+
+
+@triton.jit
+def solve_history(A, b, __SIG__):
+    return gauss_solve(A, b, MEMORY_BLOCK, DTYPE)
+
+
+@triton.jit
+def roll_in(H, v, restart):
+    """Row i takes row i + 1 (a one-hot contraction: exact), the last row v; where restart, v alone."""
+    r = tl.arange(0, MEMORY_BLOCK)
+    shift = (r[None, :] == r[:, None] + 1) & (r[:, None] < MEMORY - 1)
+    rolled = tl.sum(tl.where(shift[:, :, None], H[None, :, :], 0.0), axis=1)
+    rolled = tl.where(restart, 0.0, rolled)
+    return tl.where(r[:, None] == MEMORY - 1, v[None, :], rolled)
