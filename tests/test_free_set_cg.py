@@ -35,3 +35,21 @@ def test_sparsemax_gradient_and_tangent_by_default_are_the_closed_form(n, batch,
     torch.testing.assert_close(grad, expected, rtol=0, atol=1e-12 * (1 + float(c.abs().max())))
     _, tangent = torch.func.jvp(lambda t: layer(v=t), (v.detach(),), (c,))
     torch.testing.assert_close(tangent, expected, rtol=0, atol=1e-12 * (1 + float(c.abs().max())))
+
+
+def test_the_simplex_threshold_reuses_only_a_bitwise_equal_input():
+    """support.simplex_tau keeps its last value: given again for an equal input, recomputed for any
+    other (an input changed in place since included), and never reused under autograd."""
+    from optlang.backends.torch.support import _simplex_tau, simplex_tau
+
+    z = torch.randn(5, 7, dtype=torch.float64)
+    first = simplex_tau(z, (-1,))
+    assert simplex_tau(z.clone(), (-1,)) is first
+    z[2, 3] += 1.0  # the same tensor, other values
+    torch.testing.assert_close(simplex_tau(z, (-1,)), _simplex_tau(z, (-1,)), rtol=0, atol=0)
+    assert not torch.equal(simplex_tau(z, (-1,)), first)
+    tracked = z.clone().requires_grad_()
+    tau = simplex_tau(tracked, (-1,))
+    (grad,) = torch.autograd.grad(tau.sum(), tracked)
+    support = (z - _simplex_tau(z, (-1,))[:, None] > 0).to(z.dtype)
+    torch.testing.assert_close(grad, support / support.sum(-1, keepdim=True))  # d tau / dz: 1/|S| on S

@@ -49,12 +49,35 @@ def mask(cond, like):
     return cond.to(like.dtype) if isinstance(like, torch.Tensor) else cond.to(torch.get_default_dtype())
 
 
+_last_tau = None  # (a copy of z, dims, tau): simplex_tau's last value computed outside autograd
+
+
 def simplex_tau(z, dims: tuple):
     """The threshold tau with sum(relu(z - tau)) == 1 over `dims` (negative, declared dims).
 
     By sorting (Held et al.; Duchi et al. 2008): the support is the k largest
     entries for the largest k with z_(k) > (sum_{i<=k} z_(i) - 1) / k.
+
+    A solve asks for it at the same point many times (the residual at the
+    solution, then each free-set projection of the backward's conjugate
+    gradients, then the param gradients): the last value is kept, and given
+    again for an input bitwise equal to the last one (a comparison costs O(n),
+    the sort O(n log n) and most of a sparsemax layer's time). Never under
+    autograd, whose graph must be built from the input at hand.
     """
+    global _last_tau
+    tracked = z.requires_grad and torch.is_grad_enabled()
+    last = _last_tau
+    if not tracked and last is not None and last[1] == dims and last[0].shape == z.shape \
+            and last[0].dtype == z.dtype and last[0].device == z.device and torch.equal(last[0], z):
+        return last[2]
+    tau = _simplex_tau(z, dims)
+    if not tracked:
+        _last_tau = (z.clone(), dims, tau)
+    return tau
+
+
+def _simplex_tau(z, dims: tuple):
     moved = torch.movedim(z, dims, tuple(range(-len(dims), 0)))
     flat = moved.reshape(moved.shape[: moved.dim() - len(dims)] + (-1,))
     ordered, _ = torch.sort(flat, dim=-1, descending=True)

@@ -149,7 +149,7 @@ def _quadratic_step(prob, H, y, g, L, active):
     for _ in range(MAX_BACKTRACK):
         trial = prob.prox(y - g / L[..., None], 1 / L)
         d = trial - y
-        curvature = (d * (H @ d.unsqueeze(-1)).squeeze(-1)).sum(-1)
+        curvature = (d * _times(H, d)).sum(-1)
         ok = curvature <= L * (d * d).sum(-1) * (1 + 1e3 * torch.finfo(L.dtype).eps)
         x_new = torch.where((ok & ~accepted)[..., None], trial, x_new)
         accepted = accepted | ok
@@ -157,6 +157,14 @@ def _quadratic_step(prob, H, y, g, L, active):
             break
         L = torch.where(accepted, L, 2 * L)
     return x_new, L
+
+
+def _times(H, d):
+    """H d per element: one matrix product where H is shared by the batch (a broadcast H @ d would
+    copy H once per element)."""
+    if H.dim() == 2:
+        return d @ H.transpose(-1, -2)
+    return (H @ d.unsqueeze(-1)).squeeze(-1)
 
 
 def _backtrack(prob, y, g, fy, L, active):
