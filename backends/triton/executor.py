@@ -124,7 +124,7 @@ class TritonExecutor:
             from optlang.runtime.executor import backward_tol
 
             tol = torch.tensor([backward_tol(options, bound.dtype)], dtype=bound.dtype, device=bound.device)
-            launch.run(bound.module.backward_cg_kernel, [x, g, flags, tol] + out, TINY=torch.finfo(bound.dtype).tiny)
+            launch.run(bound.module.backward_cg_kernel, [x, g, flags, tol] + out)
             _warn(flags, bound.batch, "conjugate gradients did not converge in the backward pass", "")
         else:
             raise AssertionError(f"unknown backward method {method}")

@@ -402,7 +402,7 @@ def template(name: str) -> str:
 
 def template_values(plan: Plan, layout: Layout) -> dict:
     """What the templates' placeholders stand for: argument lists, loads and the solvers' constants."""
-    from optlang.solvers import anderson, backward, pgd, result
+    from optlang.solvers import anderson, pgd, result
 
     from optlang.backends.triton import kkt
 
@@ -417,7 +417,7 @@ def template_values(plan: Plan, layout: Layout) -> dict:
         "__LOAD_PARAMS__": load_lines(layout), "__VAR_SIZE__": var_size(plan),
         "__CONVERGED__": result.CONVERGED, "__MAX_ITER__": result.MAX_ITER, "__FAILED__": result.FAILED,
         "__POLISH_AT__": repr(pgd.POLISH_AT), "__POLISH_STEPS__": pgd.POLISH_STEPS,
-        "__MAX_BACKTRACK__": pgd.MAX_BACKTRACK, "__CG_MAX_ITER__": backward.CG_MAX_ITER,
+        "__MAX_BACKTRACK__": pgd.MAX_BACKTRACK,
         "__MEMORY_BLOCK__": next_pow2(anderson.MEMORY),
     }
 
@@ -430,13 +430,12 @@ def templates(plan: Plan) -> list[str]:
     if plan.kind == "kkt":  # the ipm template holds the forward and the direct backward
         return ["common", "flat", "ipm"]
     forward = [FORWARD[s][0] for s in SOLVERS[label]]
-    forward = sorted(set(forward), key=forward.index)
-    # The shared solvers' array interface first, if the module holds one.
-    parts = ["common", "flat"] + (["ops"] if set(forward) & set(SHARED) else []) + forward + ["backward"]
+    parts = sorted(set(forward), key=forward.index) + ["backward"]
     # The in-kernel CG takes the free set as a mask; a simplex's (prox_jvp) runs on the PyTorch functions.
     if "cg" in allowed_backwards(label, plan.function("free_mask") is not None):
         parts.append("backward_cg")
-    return parts
+    # The shared solvers' array interface before them, if the module holds one.
+    return ["common", "flat"] + (["ops"] if set(parts) & set(SHARED) else []) + parts
 
 
 def print_plan(plan: Plan) -> str:
@@ -458,7 +457,6 @@ def print_plan(plan: Plan) -> str:
         "import triton.language as tl",
         "",
         *flag_lines(plan, parts),
-        f"DIAGONAL_PROX = tl.constexpr({plan.function('free_mask') is not None})  # CG on the free coordinates",
         "",
         "",
         fill_template(template(parts[0]), values),
@@ -470,26 +468,32 @@ def print_plan(plan: Plan) -> str:
     lines += ["", "", fill_template(template(parts[1]), values)] + adapter_lines(plan, layout)
     for part in parts[2:]:
         if part == "ops":  # the interface's functions that the module's shared solvers call
-            lines += ["", "", fill_template(shared.interface(template("ops"), set(parts) & set(SHARED)), values)]
+            solvers = [SHARED[p] for p in parts if p in SHARED]
+            lines += ["", "", fill_template(shared.interface(template("ops"), solvers), values)]
             continue
         if part in SHARED:  # the solver's own text, then the kernel around it
-            lines += ["", "", fill_template(shared.render(part), values)]
+            lines += ["", "", fill_template(shared.render(SHARED[part]), values)]
         lines += ["", "", fill_template(template(part), values)]
     return "\n".join(wrap(line) for line in "\n".join(lines).split("\n")).rstrip() + "\n"
 
 
 FLAG_NOTES = {"MINIMIZE": "Newton's merit: the objective, else |F|^2 / 2",
               "LOCAL": "not proven convex: an indefinite Hessian is shifted positive definite",
-              "QUADRATIC": "a convex quadratic: its constant Hessian is factored once"}
+              "QUADRATIC": "a convex quadratic: its constant Hessian is factored once",
+              "PROX": "a prox's fixed point: the backward's CG runs on the free set"}
 
 
 def flag_lines(plan: Plan, parts: list) -> list[str]:
     """The shared solvers' constant flags (their Context attributes on the PyTorch backend) as constexprs."""
-    from optlang.solvers import newton
+    import importlib
 
-    if "newton" not in parts:
-        return []
-    return [f"{name} = tl.constexpr({value})  # {FLAG_NOTES[name]}" for name, value in newton.flags(plan).items()]
+    lines = []
+    for part in parts:
+        if part in SHARED:
+            module = importlib.import_module(f"optlang.solvers.{SHARED[part]}")
+            flags = module.flags(plan) if hasattr(module, "flags") else {}
+            lines += [f"{name} = tl.constexpr({value})  # {FLAG_NOTES[name]}" for name, value in flags.items()]
+    return lines
 
 
 # Functions the layer evaluates with the PyTorch backend on any backend (a few ops after the solve,

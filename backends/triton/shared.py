@@ -21,7 +21,9 @@ import ast
 import re
 from importlib import resources
 
-SHARED = ("newton", "anderson")  # the solvers written once; the others are still templates of their own
+# The solvers written once, by the template holding the kernel around each (the others are still
+# templates of their own): template name -> module of optlang/solvers.
+SHARED = {"newton": "newton", "anderson": "anderson", "backward_cg": "adjoint_cg"}
 # Calls that only reorganize a PyTorch batch (ops.compact drops the instances that have stopped):
 # one Triton program holds one instance, so their statements are left out, and `finish(results, ctx)`
 # is its results.

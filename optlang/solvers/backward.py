@@ -6,8 +6,8 @@ Forward mode (and the second-order backward) solves the untransposed system
     (dF/dx) z = v   (`tangent_solve`), e.g. v = -(dF/dtheta) dtheta for a tangent dtheta,
 by the same strategy. Strategies:
   "direct"   dense LU of the Jacobian; least squares (minimum norm) where it is singular
-  "cg"       conjugate gradients through Hessian-vector products (smooth); for an
-             elementwise prox, on the free coordinates (see `_cg_prox`)
+  "cg"       conjugate gradients through Hessian-vector products (smooth); for a
+             prox, on the free set (see adjoint_cg.py)
   "gmres"    restarted GMRES through vector-Jacobian products (any square system)
   "neumann"  the truncated Neumann series of Lorraine et al. (2020): on the Hessian
              with alpha = 1 / lambda_max (smooth), on (dF/dx)^T with alpha = 1 for
@@ -24,11 +24,11 @@ import torch
 
 from optlang.errors import user_stacklevel
 from optlang.solvers.krylov import gmres, largest_eigenvalue, neumann
-from optlang.solvers.linalg import cg, solve
+from optlang.solvers import adjoint_cg
+from optlang.solvers.linalg import solve
 from optlang.solvers.result import where_text
 
 KRYLOV_MAX_ITER = 1000
-CG_MAX_ITER = KRYLOV_MAX_ITER
 NEUMANN_MAX_TERMS = 2000
 
 
@@ -50,10 +50,8 @@ def _linear_solve(prob, x, b, method: str, tol: float, J, transpose: bool) -> to
         y, singular = solve(J.transpose(-1, -2) if transpose else J, b)
         _warn(singular, f"singular Jacobian in {where}", "used the least-squares (minimum-norm) solution")
         return y
-    if method == "cg":
-        if prob.plan.kind == "prox":
-            return (_cg_prox if transpose else _cg_prox_tangent)(prob, x, b, tol)
-        y, ok = cg(lambda v: prob.hvp(x, v), b, tol, CG_MAX_ITER)  # dF/dx = H is symmetric
+    if method == "cg":  # adjoint_cg.py, shared with the Triton backend
+        y, ok = (adjoint_cg.adjoint if transpose else adjoint_cg.tangent)(prob, x, b, tol)
         _warn(~ok, f"conjugate gradients did not converge in {where}", "")
         return y
     if method == "gmres":
@@ -63,47 +61,6 @@ def _linear_solve(prob, x, b, method: str, tol: float, J, transpose: bool) -> to
     if method == "neumann":
         return _neumann(prob, x, b, tol, transpose)
     raise AssertionError(f"unknown backward method {method}")
-
-
-def _free_projection(prob, x):
-    """P, the prox's Jacobian at x - grad f, as a function: an orthogonal projection onto the free
-    directions (0/1 diagonal on boxes and norm1; on a simplex, onto the support with sum zero)."""
-    if prob.plan.function("free_mask") is not None:
-        D = prob.free_mask(x)
-        return lambda v: D * v
-    return lambda v: prob.prox_jvp(x, v)
-
-
-def _cg_prox(prob, x, g, tol):
-    """J = I - P + P H (P the prox's Jacobian, a projection); J^T w = g splits into w = a + b with
-    a = P w, b = (I - P) w: P H a = P g by CG on P H P + (I - P) (SPD: H on the free directions, the
-    identity across them), then b = g - H a. The work is CG on the free set: for sparsemax (H = I)
-    one iteration, O(n) per element, where a dense solve is O(n^3)."""
-    P = _free_projection(prob, x)
-    a, ok = cg(_free_set_operator(prob, x, P), P(g), tol, CG_MAX_ITER)
-    _warn(~ok, "conjugate gradients did not converge in the backward pass", "")
-    return a + g - prob.hvp(x, a)
-
-
-def _free_set_operator(prob, x, P):
-    """v -> P H P v + (I - P) v, with P applied once. It maps the free directions (range P) into
-    themselves, so CG from 0 on a right-hand side there stays there: its solution needs no final P
-    (on a simplex each P is a sort)."""
-    def apply(v):
-        pv = P(v)
-        return P(prob.hvp(x, pv)) + v - pv
-    return apply
-
-
-def _cg_prox_tangent(prob, x, v, tol):
-    """J z = v with J = I - P + P H: b = (I - P) z = (I - P) v across the free directions, and
-    P H a = P (v - H b) for a = P z by the same CG operator as `_cg_prox`."""
-    P = _free_projection(prob, x)
-    b = v - P(v)
-    rhs = P(v - prob.hvp(x, b))
-    a, ok = cg(_free_set_operator(prob, x, P), rhs, tol, CG_MAX_ITER)
-    _warn(~ok, "conjugate gradients did not converge in a tangent solve", "")
-    return a + b
 
 
 def _neumann(prob, x, g, tol, transpose: bool = True):

@@ -29,27 +29,3 @@ def solve(A: torch.Tensor, b: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]
         x[bad] = (pinv @ b[bad].unsqueeze(-1)).squeeze(-1)
     return x, bad | ~finite
 
-
-def cg(matvec, b: torch.Tensor, tol: float, max_iter: int) -> tuple[torch.Tensor, torch.Tensor]:
-    """Conjugate gradients on a batch of SPD systems given by `matvec`; returns (x, converged)."""
-    x = torch.zeros_like(b)
-    r = b.clone()
-    p = r.clone()
-    rs = (r * r).sum(-1)
-    bnorm = torch.sqrt((b * b).sum(-1))
-    target = (tol * torch.clamp(bnorm, min=torch.finfo(b.dtype).tiny)) ** 2
-    done = rs <= target
-    for _ in range(max_iter):
-        if bool(done.all()):
-            break
-        Ap = matvec(p)
-        pAp = (p * Ap).sum(-1)
-        alpha = torch.where(done | (pAp <= 0), torch.zeros_like(rs), rs / torch.where(pAp == 0, torch.ones_like(pAp), pAp))
-        x = x + alpha[..., None] * p
-        r = r - alpha[..., None] * Ap
-        rs_new = (r * r).sum(-1)
-        beta = torch.where(done, torch.zeros_like(rs), rs_new / torch.clamp(rs, min=torch.finfo(b.dtype).tiny))
-        p = r + beta[..., None] * p
-        rs = rs_new
-        done = done | (rs <= target) | (pAp <= 0)
-    return x, rs <= target

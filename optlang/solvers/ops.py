@@ -148,6 +148,10 @@ def machine_eps(ctx):
     return torch.finfo(ctx.prob.dtype).eps
 
 
+def tiny(ctx):
+    return torch.finfo(ctx.prob.dtype).tiny
+
+
 # -- vectors -----------------------------------------------------------------------
 def dot(a, b):
     return (a * b).sum(-1, keepdim=True)
@@ -211,6 +215,21 @@ def objective_flat(x, ctx):
 
 def jacobian(x, ctx):
     return ctx.prob.jacobian(x)
+
+
+def hvp_flat(x, v, ctx):
+    return ctx.prob.hvp(x, v)
+
+
+def free_set(x, ctx):
+    """A prox's free set at x as what free_projection takes: its 0/1 mask where the prox is elementwise
+    (`free_mask`), else None (a simplex: the projection is the generated prox_jvp)."""
+    return ctx.prob.free_mask(x) if ctx.prob.plan.function("free_mask") is not None else None
+
+
+def free_projection(x, D, v, ctx):
+    """P v, P the prox's Jacobian at x - grad f(x): a projection onto the free directions."""
+    return D * v if D is not None else ctx.prob.prox_jvp(x, v)
 
 
 # -- a history: MEMORY rows of the state's size, the newest last (Anderson) -----------------

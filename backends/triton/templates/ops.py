@@ -48,18 +48,39 @@ def abs_(a):
 
 
 @triton.jit
-def at_least(a, floor: tl.constexpr):
+def at_least(a, floor):
     return tl.maximum(a, floor)
 
 
 @triton.jit
 def machine_eps(__SIG__):
-    """torch.finfo(DTYPE).eps (a power of two, exact in any float)."""
+    """torch.finfo(DTYPE).eps."""
     if DTYPE == tl.float64:
-        eps = 2.220446049250313e-16
+        eps = tl.full((), 2.220446049250313e-16, DTYPE)
     else:
-        eps = 1.1920928955078125e-07
+        eps = tl.full((), 1.1920928955078125e-07, DTYPE)
     return eps
+
+
+@triton.jit
+def tiny(__SIG__):
+    """torch.finfo(DTYPE).tiny, the smallest normal number."""
+    if DTYPE == tl.float64:
+        value = tl.full((), 2.2250738585072014e-308, DTYPE)
+    else:
+        value = tl.full((), 1.1754943508222875e-38, DTYPE)
+    return value
+
+
+@triton.jit
+def free_set(x, __SIG__):
+    """The elementwise prox's free set at x, a 0/1 mask (a simplex's projection has no kernel here)."""
+    return free_flat(x, __ARGS__)
+
+
+@triton.jit
+def free_projection(x, D, v, __SIG__):
+    return D * v
 
 
 @triton.jit
