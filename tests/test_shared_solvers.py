@@ -23,7 +23,7 @@ pytestmark = pytest.mark.triton
 ROOT = pathlib.Path(__file__).resolve().parent.parent
 DEVICE = "cuda" if torch.cuda.is_available() else "cpu"
 
-SOURCES = {  # (source, solver): every path of newton.py, and anderson.py
+SOURCES = {  # (source, solver): every path of newton.py, pgd.py and anderson.py
     "quadratic": ("problem quadratic\ndim n, d\nparam X[n, d], y[n], lam >= 0\nvar w[d]\n"
                   "minimize 0.5 * sumsq(X @ w - y) + 0.5 * lam * sumsq(w)\n", "newton"),
     "smooth": ("problem smooth\ndim d\nparam a[d], c[d]\nvar x[d]\n"
@@ -33,6 +33,14 @@ SOURCES = {  # (source, solver): every path of newton.py, and anderson.py
     "root": ("problem kepler\nparam M, e\nvar E\nroot E - e * sin(E) - M\n", "newton"),
     "fixed_point": ("problem equilibrium\ndim d, k\nparam W[d, d], U[d, k], u[k], bias[d]\nvar z[d]\n"
                     "fixed_point z = tanh(W @ z + U @ u + bias)\n", "newton"),
+    "nnls": ("problem nnls\ndim m, n\nparam A[m, n], b[m]\nvar x[n]\nminimize 0.5 * sumsq(A @ x - b)\n"
+             "subject to\n  x >= 0\n", "fista"),
+    "lasso": ("problem lasso\ndim n, d\nparam X[n, d], y[n], lam >= 0\nvar w[d]\n"
+              "minimize 0.5 * sumsq(X @ w - y) + lam * norm1(w)\n", "pgd"),
+    "sparsemax": ("problem sparsemax\ndim n\nparam v[n]\nvar x[n]\nminimize 0.5 * sumsq(x - v)\n"
+                  "subject to\n  x >= 0\n  sum(x) == 1\n", "fista"),
+    "box": ("problem box\ndim d\nparam a[d], c[d]\nvar x[d]\n"
+            "minimize sum(exp(a * x)) + 0.5 * sumsq(x - c)\nsubject to\n  x >= 0\n", "fista"),
     "anderson": ("problem equilibrium\ndim d, k\nparam W[d, d], U[d, k], u[k], bias[d]\nvar z[d]\n"
                  "fixed_point z = tanh(W @ z + U @ u + bias)\n", "anderson"),
 }
@@ -47,6 +55,15 @@ def data(name, batch=3, d=4):
         out = dict(a=randn(batch, d), c=3 * randn(batch, d))
     elif name == "nonconvex":  # from x = 0, where the Hessian is -0.8 I: the shifted Newton steps
         out = dict(c=randn(batch, 3))
+    elif name == "nnls":
+        A = randn(batch, 6, d)
+        out = dict(A=A, b=(A @ randn(batch, d, 1))[..., 0] + 0.3 * randn(batch, 6))
+    elif name == "lasso":
+        out = dict(X=randn(batch, 6, d), y=randn(batch, 6), lam=torch.tensor([0.3, 1.0, 2.0]))
+    elif name == "sparsemax":
+        out = dict(v=1.5 * randn(batch, 5))
+    elif name == "box":
+        out = dict(a=0.5 * randn(batch, d), c=randn(batch, d))
     elif name == "root":
         out = dict(M=torch.tensor([0.3, 2.0, 5.5], dtype=torch.float64), e=torch.tensor([0.1, 0.6, 0.95]))
     else:  # a contraction: a unique equilibrium
@@ -62,12 +79,24 @@ def iterate(model, params, backend, solver, k):
     return sol[model.plan.var.name], sol.stats
 
 
-@pytest.mark.parametrize("name", SOURCES)
-def test_both_backends_take_the_same_steps(name):
+# FISTA's polish waits for the whole PyTorch batch (pgd.py's batch_all): one instance per call there.
+ONE_AT_A_TIME = ("fista", "pgd")
+
+
+def cases():
+    for name, (_, solver) in SOURCES.items():
+        yield from ([(name, 0), (name, 1)] if solver in ONE_AT_A_TIME else [(name, None)])
+
+
+@pytest.mark.parametrize("name,instance", list(cases()))
+def test_both_backends_take_the_same_steps(name, instance):
     source, solver = SOURCES[name]
     model = optlang.compile_string(source, f"{name}.opt")
     params = data(name)
-    for k in range(1, 30):
+    if instance is not None:
+        rank = {p.name: len(p.shape) for p in model.plan.params}
+        params = {k: v[instance] if v.dim() > rank[k] else v for k, v in params.items()}
+    for k in range(1, 40):
         x_torch, stats_torch = iterate(model, params, "torch", solver, k)
         x_triton, stats_triton = iterate(model, params, "triton", solver, k)
         torch.testing.assert_close(x_triton, x_torch, rtol=1e-9, atol=1e-11, msg=lambda m: f"iteration {k}: {m}")
@@ -108,6 +137,6 @@ def test_both_spellings_of_the_interface_define_the_same_names():
     for part in ("ops", "common"):
         tree = ast.parse((templates / f"{part}.py").read_text())
         triton_names |= {f.name for f in tree.body if isinstance(f, ast.FunctionDef)}
-    adapters = {"residual_flat", "gradient_flat", "objective_flat", "hvp_flat"}  # printed per problem (printer.FLAT_NAMES)
+    adapters = {"residual_flat", "gradient_flat", "objective_flat", "hvp_flat", "prox_flat"}  # printed per problem
     torch_names = {name for name, value in vars(ops).items() if callable(value) and value.__module__ == ops.__name__}
     assert torch_names - {"Context", "kernel"} - set(shared.BATCH_ONLY) - adapters <= triton_names

@@ -15,14 +15,15 @@ Grid = (B,), one program per problem instance, B = prod(batch). A param whose
 batch dims are the full batch goes in contiguous with batch stride = its
 element count; one without batch dims (or only unit ones) gets stride 0; any
 other partial broadcast is materialized with expand(...).contiguous().
-The kernels mirror the PyTorch solvers step for step (see the templates);
-where they differ: dense solves skip exactly-zero pivots (a basic solution)
-where torch.linalg falls back to the minimum-norm least-squares one (the IPM's
-regularized reduced system, eliminated twice per iteration where ipm.py
-factorizes it once, included),
-FISTA decides when to polish per instance where pgd.py looks at the batch,
-and the simplex threshold comes from Michelot's iteration, not a sort (the
-same tau up to rounding).
+Newton, FISTA/PGD, Anderson and the CG adjoint run the PyTorch solvers' own
+text (backends/triton/shared.py); the interior point mirrors ipm.py step for
+step in its template. Where the backends differ: dense solves skip
+exactly-zero pivots (a basic solution) where torch.linalg falls back to the
+minimum-norm least-squares one (the IPM's regularized reduced system,
+eliminated twice per iteration where ipm.py factorizes it once, included),
+FISTA decides when to polish per instance where a PyTorch batch waits for
+every element (pgd.py's batch_all), and the simplex threshold comes from
+Michelot's iteration, not a sort (the same tau up to rounding).
 Triton is imported only here, and only when this backend runs.
 """
 from __future__ import annotations
@@ -35,7 +36,7 @@ import weakref
 
 import torch
 
-from optlang.backends.triton.limits import MAX_TILE, TILE_PER_THREAD, spill_free_tile
+from optlang.backends.triton.limits import MAX_REGISTERS, MAX_TILE, TILE_PER_THREAD, spill_free_tile
 from optlang.backends.triton.printer import Layout, block, kernel_name, next_pow2, print_plan, unsupported
 from optlang.errors import CallError, user_stacklevel
 from optlang.passes.select import backward_method, default_solver
@@ -78,11 +79,10 @@ class TritonExecutor:
         residual = torch.empty(B, dtype=bound.dtype, device=bound.device)
         tol = torch.tensor([options["tol"]], dtype=bound.dtype, device=bound.device)
         consts = {}
-        if solver not in ("anderson", "newton"):
-            consts["EPS"] = torch.finfo(bound.dtype).eps
         if solver in ("fista", "pgd"):
             consts["ACCELERATE"] = solver == "fista"
         if solver == "ipm":  # the tiny floor of mu, and ipm._factorize's regularization eps^(2/3)
+            consts["EPS"] = torch.finfo(bound.dtype).eps
             consts.update(TINY=torch.finfo(bound.dtype).tiny, DELTA=torch.finfo(bound.dtype).eps ** (2 / 3))
         kernel = getattr(bound.module, kernel_name(solver))
         launch.run(kernel, [x, status, iterations, residual, tol, int(options["max_iter"])], **consts)
@@ -172,7 +172,7 @@ class _Launch:
         with _quiet_interpreter():
             # No FMA contraction: each operation rounds as in PyTorch and in the interpreter.
             kernel[(self.B,)](*head, *self.args, **consts, **self.consts, DTYPE=dtype, enable_fp_fusion=False,
-                              num_warps=self.num_warps)
+                              num_warps=self.num_warps, maxnreg=MAX_REGISTERS)
 
 
 def tile_constexprs(bound) -> dict:

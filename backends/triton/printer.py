@@ -402,7 +402,7 @@ def template(name: str) -> str:
 
 def template_values(plan: Plan, layout: Layout) -> dict:
     """What the templates' placeholders stand for: argument lists, loads and the solvers' constants."""
-    from optlang.solvers import anderson, pgd, result
+    from optlang.solvers import anderson, result
 
     from optlang.backends.triton import kkt
 
@@ -416,8 +416,7 @@ def template_values(plan: Plan, layout: Layout) -> dict:
         "__GRAD_SIG__": ", ".join(grads), "__GRAD_ARGS__": ", ".join(grads),
         "__LOAD_PARAMS__": load_lines(layout), "__VAR_SIZE__": var_size(plan),
         "__CONVERGED__": result.CONVERGED, "__MAX_ITER__": result.MAX_ITER, "__FAILED__": result.FAILED,
-        "__POLISH_AT__": repr(pgd.POLISH_AT), "__POLISH_STEPS__": pgd.POLISH_STEPS,
-        "__MAX_BACKTRACK__": pgd.MAX_BACKTRACK,
+
         "__MEMORY_BLOCK__": next_pow2(anderson.MEMORY),
     }
 
@@ -480,7 +479,8 @@ def print_plan(plan: Plan) -> str:
 FLAG_NOTES = {"MINIMIZE": "Newton's merit: the objective, else |F|^2 / 2",
               "LOCAL": "not proven convex: an indefinite Hessian is shifted positive definite",
               "QUADRATIC": "a convex quadratic: its constant Hessian is factored once",
-              "PROX": "a prox's fixed point: the backward's CG runs on the free set"}
+              "PROX": "a prox's fixed point: the backward's CG runs on the free set",
+              "DIAGONAL": "an elementwise prox: its Jacobian is the 0/1 free mask"}
 
 
 def flag_lines(plan: Plan, parts: list) -> list[str]:
@@ -492,7 +492,8 @@ def flag_lines(plan: Plan, parts: list) -> list[str]:
         if part in SHARED:
             module = importlib.import_module(f"optlang.solvers.{SHARED[part]}")
             flags = module.flags(plan) if hasattr(module, "flags") else {}
-            lines += [f"{name} = tl.constexpr({value})  # {FLAG_NOTES[name]}" for name, value in flags.items()]
+            lines += [f"{name} = tl.constexpr({value})  # {FLAG_NOTES[name]}" for name, value in flags.items()
+                      if f"{name} = " not in "".join(lines)]
     return lines
 
 
@@ -502,27 +503,42 @@ LAYER_ONLY = ("duals", "value", "prox_jvp")  # prox_jvp: the PyTorch CG backward
 
 
 def wrap(line: str, width: int = 110) -> str:
-    """Break a long code line after commas inside brackets (never in comments or strings)."""
+    """Break a long code line after commas inside brackets (never in comments or strings): at the
+    outermost brackets first, then inside a piece that is still too long. A trailing comment that
+    makes the line too long goes on a line of its own above it."""
     code, sep, comment = line.partition("  # ")
     if len(line) <= width or code.lstrip().startswith("#") or not code.strip() or '"' in code or "'" in code:
         return line
-    line = code
-    indent = " " * (len(line) - len(line.lstrip()) + 8)
-    pieces, depth, start = [], 0, 0
-    for i, ch in enumerate(line):
-        depth += (ch in "([") - (ch in ")]")
-        if ch == "," and depth == 1 and line[i + 1: i + 2] == " ":
-            pieces.append(line[start: i + 1])
-            start = i + 2
-    pieces.append(line[start:])
-    out, cur = [], pieces[0]
-    for piece in pieces[1:]:
-        if len(cur) + 1 + len(piece) > width:
-            out.append(cur)
-            cur = indent + piece
-        else:
-            cur += " " + piece
-    return "\n".join(out + [cur + sep + comment])
+    lead = code[: len(code) - len(code.lstrip())]
+    above = [f"{lead}# {comment}"] if sep else []
+    return "\n".join(above + _fit(code, width, lead + " " * 8))
+
+
+def _fit(line: str, width: int, indent: str) -> list[str]:
+    """The line as lines of at most `width` where commas inside brackets allow."""
+    if len(line) <= width:
+        return [line]
+    for depth in (1, 2, 3):
+        pieces, level, start = [], 0, 0
+        for i, ch in enumerate(line):
+            level += (ch in "([") - (ch in ")]")
+            if ch == "," and level == depth and line[i + 1: i + 2] == " ":
+                pieces.append(line[start: i + 1])
+                start = i + 2
+        pieces.append(line[start:])
+        if len(pieces) == 1:
+            continue
+        out, cur = [], pieces[0]
+        for piece in pieces[1:]:
+            if len(cur) + 1 + len(piece) > width:
+                out.append(cur)
+                cur = indent + piece.lstrip()
+            else:
+                cur += " " + piece
+        out.append(cur)
+        if len(out) > 1:  # each line shorter than `line`: the recursion ends
+            return [part for text in out for part in _fit(text, width, indent + " " * 4)]
+    return [line]
 
 
 def kernel_name(solver: str) -> str:

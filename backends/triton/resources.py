@@ -13,6 +13,8 @@ import subprocess
 import tempfile
 from dataclasses import dataclass
 
+from optlang.backends.triton.limits import MAX_REGISTERS
+
 TARGET_ARCH, WARP_SIZE = 90, 32
 # The kernels' scalar arguments that are not float tensors: everything else named *_ptr or
 # grad_* is a float tensor of the call's dtype, every other non-constexpr argument an int32.
@@ -74,7 +76,7 @@ def compile_kernel(kernel, constexprs: dict, dtype: str, num_warps: int) -> Kern
     consts.update({k: v for k, v in constexprs.items() if signature.get(k) == "constexpr"})
     source = triton.compiler.ASTSource(fn=kernel, signature=signature, constexprs=consts)
     compiled = triton.compile(source, target=GPUTarget("cuda", TARGET_ARCH, WARP_SIZE),
-                              options={"num_warps": num_warps, "enable_fp_fusion": False})
+                              options={"num_warps": num_warps, "enable_fp_fusion": False, "maxnreg": MAX_REGISTERS})
     with tempfile.NamedTemporaryFile("wb", suffix=".cubin", delete=False) as fh:
         fh.write(compiled.asm["cubin"])
     try:

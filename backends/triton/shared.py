@@ -5,8 +5,8 @@ backend imports and runs on a batch. Its @kernel functions and its upper-case
 constants are the algorithm; this module copies exactly those into the
 generated module, spelled for Triton:
 
-- `@kernel` becomes `@triton.jit`, and a constant `NAME = value` a
-  `tl.constexpr`;
+- `@kernel` becomes `@triton.jit`, and a constant `NAME = value` that the
+  functions read a `tl.constexpr`;
 - `ctx`, the problem context, becomes the instance's context: `__SIG__` in a
   def line, `__ARGS__` in a call (the printer fills both, as in the templates);
 - `ctx.FLAG` becomes the module constexpr `FLAG` (the printer prints the
@@ -23,7 +23,7 @@ from importlib import resources
 
 # The solvers written once, by the template holding the kernel around each (the others are still
 # templates of their own): template name -> module of optlang/solvers.
-SHARED = {"newton": "newton", "anderson": "anderson", "backward_cg": "adjoint_cg"}
+SHARED = {"newton": "newton", "fista": "pgd", "anderson": "anderson", "backward_cg": "adjoint_cg"}
 # Calls that only reorganize a PyTorch batch (ops.compact drops the instances that have stopped):
 # one Triton program holds one instance, so their statements are left out, and `finish(results, ctx)`
 # is its results.
@@ -39,13 +39,18 @@ def render(name: str) -> str:
     text = source(name)
     lines = text.splitlines()
     out = [f"# --- {name}: optlang/solvers/{name}.py, the solver the PyTorch backend runs too ---"]
-    for node in ast.parse(text).body:
-        if _is_constant(node):
+    tree = ast.parse(text)
+    used = set()  # the names the functions read, ctx.NAME included
+    for f in filter(_is_kernel_def, tree.body):
+        used |= {n.id for n in ast.walk(f) if isinstance(n, ast.Name)}
+        used |= {n.attr for n in ast.walk(f) if isinstance(n, ast.Attribute) and getattr(n.value, "id", "") == "ctx"}
+    for node in tree.body:
+        if _is_constant(node) and node.targets[0].id in used:  # a PyTorch-only constant stays behind
             target = node.targets[0].id
             value = ast.get_source_segment(text, node.value)
             comment = lines[node.lineno - 1].partition("  # ")[2]
             out.append(f"{target} = tl.constexpr({value})" + (f"  # {comment}" if comment else ""))
-        elif isinstance(node, ast.FunctionDef) and any(_is_kernel(d) for d in node.decorator_list):
+        elif _is_kernel_def(node):
             start = _first_line(node) - 1
             dropped = _batch_only_lines(node)
             out += ["", ""] + [_spell(line) for i, line in enumerate(lines[start: node.end_lineno], start + 1)
@@ -82,8 +87,7 @@ def _first_line(node) -> int:
 
 def _called(tree, kernels_only: bool) -> set:
     """The names called in tree (in its @kernel functions only, if kernels_only)."""
-    roots = [f for f in tree.body if isinstance(f, ast.FunctionDef) and any(_is_kernel(d) for d in f.decorator_list)] \
-        if kernels_only else [tree]
+    roots = [f for f in tree.body if _is_kernel_def(f)] if kernels_only else [tree]
     return {node.func.id for root in roots for node in ast.walk(root)
             if isinstance(node, ast.Call) and isinstance(node.func, ast.Name)}
 
@@ -101,6 +105,10 @@ def _batch_only_lines(fn) -> set:
 def _is_constant(node) -> bool:
     return (isinstance(node, ast.Assign) and len(node.targets) == 1 and isinstance(node.targets[0], ast.Name)
             and node.targets[0].id.isupper() and isinstance(node.value, ast.Constant))
+
+
+def _is_kernel_def(node) -> bool:
+    return isinstance(node, ast.FunctionDef) and any(_is_kernel(d) for d in node.decorator_list)
 
 
 def _is_kernel(decorator) -> bool:

@@ -88,7 +88,7 @@ def map_residual(x, ctx):
 
 @kernel
 def anderson_solve(x, tol, max_iter, ctx):
-    """Anderson steps from x until the relative residual is at most tol; (x, residual, done, failed, iterations)."""
+    """Anderson steps from x to a relative residual <= tol; (x, residual, done, failed, iterations)."""
     f = map_residual(x, ctx)
     scale = amax_abs(f)
     res = relative_residual(f, scale)

@@ -22,10 +22,10 @@ import math
 
 import torch
 
-from optlang.solvers.ops import (Context, abs_, compact, finish, add_diagonal, all_finite, amax_abs, any_, at_least, cholesky,
-                                 cholesky_solve, diagonal, dot, full, gradient_flat, identity, is_finite, jacobian,
-                                 keep_going, kernel, machine_eps, objective_flat, relative_residual, residual_flat,
-                                 solve, transpose, where, where_matrix, zero_count)
+from optlang.solvers.ops import (Context, abs_, add_diagonal, all_finite, amax_abs, any_, at_least, cholesky,
+                                 cholesky_solve, compact, diagonal, dot, finish, full, gradient_flat, identity,
+                                 is_finite, jacobian, keep_going, kernel, machine_eps, objective_flat,
+                                 relative_residual, residual_flat, solve, transpose, where, where_matrix, zero_count)
 from optlang.solvers.result import NO_DEADLINE, SolveResult
 
 ARMIJO = 1e-4
@@ -52,7 +52,7 @@ def newton(prob, x0: torch.Tensor, tol: float, max_iter: int, deadline=NO_DEADLI
 
 @kernel
 def newton_solve(x, tol, max_iter, ctx):
-    """Newton steps from x until the relative residual is at most tol; (x, residual, converged, iterations)."""
+    """Newton steps from x to a relative residual <= tol; (x, residual, converged, iterations)."""
     F = residual_flat(x, ctx)
     scale = amax_abs(F)
     res = relative_residual(F, scale)

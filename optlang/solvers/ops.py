@@ -166,9 +166,50 @@ def relative_residual(F, scale):
     return F.abs().amax(-1, keepdim=True) / scale.clamp(min=1.0)
 
 
-# -- matrices ------------------------------------------------------------------------
+# -- couplings of a PyTorch batch (a Triton program's own instance: identities there) -------
+def batch_all(mask):
+    """Whether the mask holds for every instance of the batch."""
+    return mask.all()
+
+
+def batch_any(mask):
+    return mask.any()
+
+
+def batch_max(a):
+    return a.max()
+
+
+# -- matrices (a matrix shared by the batch may be 2-d: one for all instances) -----------------
 def identity(A, ctx):
     return torch.eye(A.shape[-1], dtype=A.dtype, device=A.device).expand(A.shape)
+
+
+def times(A, v):
+    """A v per instance; a shared A multiplies the batch as one matrix product (a broadcast A @ v
+    would copy A once per instance)."""
+    if A.dim() == 2:
+        return v @ A.transpose(-1, -2)
+    return (A @ v.unsqueeze(-1)).squeeze(-1)
+
+
+def rows_times(d, A):
+    """diag(d) A: row i of A times d_i."""
+    return d.unsqueeze(-1) * A
+
+
+def all_finite_matrix(A):
+    return torch.isfinite(A).all() if A.dim() == 2 else torch.isfinite(A).all(-1).all(-1).unsqueeze(-1)
+
+
+def amax_abs_matrix(A):
+    return A.abs().amax() if A.dim() == 2 else A.abs().amax((-2, -1)).unsqueeze(-1)
+
+
+def power_start(A, x, ctx):
+    """A start for power iteration on A, not orthogonal to its top eigenvector: 1 + 0.01 i."""
+    shape = A.shape[-1:] if A.dim() == 2 else x.shape
+    return 1.0 + 0.01 * torch.arange(A.shape[-1], dtype=A.dtype, device=A.device).expand(shape)
 
 
 def transpose(A):
@@ -219,6 +260,19 @@ def jacobian(x, ctx):
 
 def hvp_flat(x, v, ctx):
     return ctx.prob.hvp(x, v)
+
+
+def hessian(x, ctx):
+    """The dense Hessian of f at x from n HVPs: (B, n, n), or (n, n) where it reads no param
+    (ctx.SHARED_HESSIAN: one for the whole batch)."""
+    if ctx.SHARED_HESSIAN:
+        return ctx.prob.jacobian(x.new_zeros(ctx.prob.n), which="hvp")
+    return ctx.prob.jacobian(x, which="hvp")
+
+
+def prox_flat(z, step, ctx):
+    """prox_{step r}(z); step a per-instance scalar (0: the projection onto the sets)."""
+    return ctx.prob.prox(z, step.squeeze(-1))
 
 
 def free_set(x, ctx):

@@ -231,3 +231,59 @@ def roll_in(H, v, restart):
     rolled = tl.sum(tl.where(shift[:, :, None], H[None, :, :], 0.0), axis=1)
     rolled = tl.where(restart, 0.0, rolled)
     return tl.where(r[:, None] == MEMORY - 1, v[None, :], rolled)
+
+
+@triton.jit
+def batch_all(mask):
+    """The instance's own mask (a PyTorch batch waits for every element)."""
+    return mask
+
+
+@triton.jit
+def batch_any(mask):
+    return mask
+
+
+@triton.jit
+def batch_max(a):
+    return a
+
+
+@triton.jit
+def times(A, v):
+    return tl.sum(A * v[None, :], axis=1)
+
+
+@triton.jit
+def rows_times(d, A):
+    return d[:, None] * A
+
+
+@triton.jit
+def all_finite_matrix(A):
+    return tl.min(tl.min(is_finite(A).to(tl.int32), axis=1), axis=0) > 0
+
+
+@triton.jit
+def amax_abs_matrix(A):
+    return tl.max(tl.max(tl.abs(A), axis=1), axis=0)
+
+
+@triton.jit
+def power_start(A, x, __SIG__):
+    """1 + 0.01 i on the var's lanes, 0 on the padding."""
+    i = tl.arange(0, VAR_BLOCK)
+    return tl.where(var_lanes(__ARGS__), 1.0 + 0.01 * i.to(DTYPE), 0.0)
+
+
+@triton.jit
+def hessian(x, __SIG__):
+    """The dense Hessian of f at x as a [VAR_BLOCK, VAR_BLOCK] tile: column j is the HVP with e_j.
+    Padded rows and columns are 0 (they must not add an eigenvalue)."""
+    i = tl.arange(0, VAR_BLOCK)
+    H = tl.zeros((VAR_BLOCK, VAR_BLOCK), DTYPE)
+    for j in range(0, N):
+        e = (i == j).to(DTYPE)
+        col = hvp_flat(x, e, __ARGS__)
+        H = tl.where(i[None, :] == j, col[:, None], H)
+    return H
