@@ -140,3 +140,19 @@ def test_both_spellings_of_the_interface_define_the_same_names():
     adapters = {"residual_flat", "gradient_flat", "objective_flat", "hvp_flat", "prox_flat"}  # printed per problem
     torch_names = {name for name, value in vars(ops).items() if callable(value) and value.__module__ == ops.__name__}
     assert torch_names - {"Context", "kernel"} - set(shared.BATCH_ONLY) - adapters <= triton_names
+
+
+@pytest.mark.parametrize("name", ["smooth", "nnls", "lasso"])
+def test_the_cg_backward_gives_the_same_gradients_on_both_backends(name):
+    """adjoint_cg.py on both backends (a smooth Hessian; a box's and a norm1's free set): the same CG steps,
+    so the gradients agree to rounding, far below the solve's tolerance."""
+    source, solver = SOURCES[name]
+    model = optlang.compile_string(source, f"{name}.opt")
+    grads = {}
+    for backend in ("torch", "triton"):
+        leaves = {k: v.clone().requires_grad_() for k, v in data(name).items()}
+        x = model.solve(**leaves, backend=backend, backward="cg")[model.plan.var.name]
+        weights = torch.linspace(-1, 1, x.numel(), dtype=x.dtype, device=x.device).reshape(x.shape)
+        grads[backend] = torch.autograd.grad((x * weights).sum(), list(leaves.values()))
+    for got, want in zip(grads["triton"], grads["torch"]):
+        torch.testing.assert_close(got, want, rtol=1e-12, atol=1e-13)

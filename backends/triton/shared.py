@@ -58,26 +58,29 @@ def render(name: str) -> str:
     return "\n".join(out)
 
 
-def interface(template_text: str, solvers) -> str:
-    """The ops template cut to the functions the shared solvers `solvers` call (directly or through one
-    another): a module holds no function it never calls."""
+def calls(text: str) -> set:
+    """The names that Python text calls."""
+    return _called(ast.parse(text), kernels_only=False)
+
+
+def keep_called(template_text: str, roots: set) -> str:
+    """A helper template cut to its header and the functions in `roots` or called by those (directly or
+    through one another): a module holds no function it never calls."""
     tree = ast.parse(template_text)
     defs = {node.name: node for node in tree.body if isinstance(node, ast.FunctionDef)}
-    needed, todo = set(), set()
-    for name in solvers:
-        todo |= _called(ast.parse(source(name)), kernels_only=True)
+    needed, todo = set(), set(roots)
     while todo:
         name = todo.pop()
         if name in defs and name not in needed:
             needed.add(name)
             todo |= _called(defs[name], kernels_only=False)
     lines = template_text.splitlines()
-    first = min(_first_line(node) for node in tree.body) - 1
-    out = lines[:first]  # the template's header comments
+    first = min(_first_line(node) for node in defs.values()) - 1 if defs else len(lines)
+    out = lines[:first]  # the template's header: comments, constants
     for name, node in defs.items():
         if name in needed:
             out += ["", ""] + lines[_first_line(node) - 1: node.end_lineno]
-    return "\n".join(out)
+    return "\n".join(out).rstrip()
 
 
 def _first_line(node) -> int:
