@@ -2,9 +2,11 @@
 
 A shared solver (`backends/triton/shared.py`: SHARED) is one text: the PyTorch
 backend runs it on the batch, the Triton module holds a copy spelled for `tl`.
-Each class it serves is solved with max_iter = 1, 2, ... on both backends (the
-Triton interpreter on CPU): after every iteration the iterates agree to
-rounding and the iteration counts exactly, until every instance has converged.
+Each class is solved with max_iter = 1, 2, ... on both backends (the Triton
+interpreter on CPU): after every iteration the iterates agree to rounding and
+the iteration counts exactly, until every instance has converged. The kkt
+class's interior point is the one solver still written twice (its template
+mirrors ipm.py); it is checked the same way.
 """
 import ast
 import pathlib
@@ -41,6 +43,8 @@ SOURCES = {  # (source, solver): every path of newton.py, pgd.py and anderson.py
                   "subject to\n  x >= 0\n  sum(x) == 1\n", "fista"),
     "box": ("problem box\ndim d\nparam a[d], c[d]\nvar x[d]\n"
             "minimize sum(exp(a * x)) + 0.5 * sumsq(x - c)\nsubject to\n  x >= 0\n", "fista"),
+    # The interior point is not shared yet: its template mirrors ipm.py, and this shows it step for step.
+    "qp": ((ROOT / "examples" / "qp.opt").read_text(), "ipm"),
     "anderson": ("problem equilibrium\ndim d, k\nparam W[d, d], U[d, k], u[k], bias[d]\nvar z[d]\n"
                  "fixed_point z = tanh(W @ z + U @ u + bias)\n", "anderson"),
 }
@@ -64,6 +68,11 @@ def data(name, batch=3, d=4):
         out = dict(v=1.5 * randn(batch, 5))
     elif name == "box":
         out = dict(a=0.5 * randn(batch, d), c=randn(batch, d))
+    elif name == "qp":  # active and inactive inequalities, one equality row
+        L = randn(batch, d, d)
+        out = dict(Q=L @ L.mT + 0.5 * torch.eye(d, dtype=torch.float64), c=randn(batch, d), G=randn(batch, 3, d),
+                   h=0.1 + torch.rand(batch, 3, generator=g, dtype=torch.float64), A=randn(batch, 1, d),
+                   b=randn(batch, 1))
     elif name == "root":
         out = dict(M=torch.tensor([0.3, 2.0, 5.5], dtype=torch.float64), e=torch.tensor([0.1, 0.6, 0.95]))
     else:  # a contraction: a unique equilibrium

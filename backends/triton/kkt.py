@@ -199,6 +199,7 @@ def template_values(plan: Plan) -> dict:
 
     n = sizes(plan)
     return {"__NV__": n["var"], "__NI__": n["ineq"], "__NE__": n["eq"], "__NONLINEAR__": not plan.affine_constraints,
+            "__CONSTANT_HESSIAN__": plan.affine_constraints and plan.quadratic,
             "__FRACTION__": repr(ipm.FRACTION), "__TRUST__": repr(ipm.TRUST),
             "__MAX_BACKTRACKS__": ipm.MAX_BACKTRACKS, "__CERT__": repr(ipm.CERT), "__WEAK__": repr(WEAK), "__BALANCE__": repr(BALANCE),
             "__INFEASIBLE__": result.INFEASIBLE, "__UNBOUNDED__": result.UNBOUNDED}

@@ -14,11 +14,14 @@
 # iteration count.
 #: Placeholders: as in backward.py, plus __NV__, __NI__, __NE__ (the printed sizes of the
 #: var, the inequality rows and the equality rows), __NONLINEAR__ (not every constraint
-#: affine), and the constants of ipm.py and runtime/kkt.py (__FRACTION__, __TRUST__,
+#: affine), __CONSTANT_HESSIAN__ (affine constraints and a quadratic objective), and the constants of ipm.py and runtime/kkt.py (__FRACTION__, __TRUST__,
 #: __MAX_BACKTRACKS__, __CERT__, __WEAK__, __BALANCE__, the status codes).
 INFEASIBLE = tl.constexpr(__INFEASIBLE__)
 UNBOUNDED = tl.constexpr(__UNBOUNDED__)
 NONLINEAR = tl.constexpr(__NONLINEAR__)  # some constraint is not affine: steps are halved, certificates widened
+# Affine constraints have constant Jacobians, and with a quadratic objective the Lagrangian's Hessian is
+# constant too (a QP or LP): built once per solve, as runtime/kkt.py does.
+CONSTANT_HESSIAN = tl.constexpr(__CONSTANT_HESSIAN__)
 FRACTION = tl.constexpr(__FRACTION__)
 TRUST = tl.constexpr(__TRUST__)
 MAX_BACKTRACKS = tl.constexpr(__MAX_BACKTRACKS__)
@@ -63,20 +66,28 @@ def mtv(A, v):
 
 
 @triton.jit
-def evaluate(x, __SIG__):
-    """f, grad f, g, Jg, h, Jh at x (ipm._point); the Jacobians from NV JVPs each."""
-    r = tl.arange(0, VAR_BLOCK)
+def evaluate(x, Jg, Jh, __SIG__):
+    """f, grad f, g, Jg, h, Jh at x (ipm._point); the Jacobians given (affine constraints) or rebuilt."""
     f = objective_flat(x, __ARGS__)
     grad = gradient_flat(x, __ARGS__)
     g = ineq_flat(x, __ARGS__)
     h = eq_flat(x, __ARGS__)
+    if NONLINEAR:
+        Jg, Jh = jacobians(x, __ARGS__)
+    return f, grad, g, Jg, h, Jh
+
+
+@triton.jit
+def jacobians(x, __SIG__):
+    """Jg and Jh at x, from NV JVPs each."""
+    r = tl.arange(0, VAR_BLOCK)
     Jg = tl.zeros((VAR_BLOCK, VAR_BLOCK), DTYPE)
     Jh = tl.zeros((VAR_BLOCK, VAR_BLOCK), DTYPE)
     for j in range(0, __NV__):
         e = (r == j).to(DTYPE)
         Jg = tl.where(r[None, :] == j, jvp_ineq_flat(x, e, __ARGS__)[:, None], Jg)
         Jh = tl.where(r[None, :] == j, jvp_eq_flat(x, e, __ARGS__)[:, None], Jh)
-    return f, grad, g, Jg, h, Jh
+    return Jg, Jh
 
 
 @triton.jit
@@ -177,8 +188,12 @@ def move(x, s, lam, nu, dx, ds, dlam, dnu, a, __SIG__):
 
 @triton.jit
 def finite_point(x, s, lam, nu, f, grad, g, Jg, h, Jh):
+    """Whether the point is finite (constant Jacobians were checked at the start: vectors only)."""
     ok = finite_vec(x) & finite_vec(s) & finite_vec(lam) & finite_vec(nu) & is_finite(f)
-    return ok & finite_vec(grad) & finite_vec(g) & finite_mat(Jg) & finite_vec(h) & finite_mat(Jh)
+    ok = ok & finite_vec(grad) & finite_vec(g) & finite_vec(h)
+    if NONLINEAR:
+        ok = ok & finite_mat(Jg) & finite_mat(Jh)
+    return ok
 
 
 @triton.jit
@@ -200,7 +215,7 @@ def ipm_step(x, s, lam, nu, grad, g, Jg, h, Jh, H, tol, EPS: tl.constexpr, TINY:
     dx, ds, dlam, dnu = direction(K, Jg, s, lam, r_d, r_g, h, sl + ds * dlam - target, __ARGS__)
     alpha = max_step(s, lam, ds, dlam, FRACTION, __ARGS__)
     x1, s1, lam1, nu1 = move(x, s, lam, nu, dx, ds, dlam, dnu, alpha, __ARGS__)
-    f1, grad1, g1, Jg1, h1, Jh1 = evaluate(x1, __ARGS__)
+    f1, grad1, g1, Jg1, h1, Jh1 = evaluate(x1, Jg, Jh, __ARGS__)
     if NONLINEAR:
         # Halve the step until the linearization of g describes it (ipm._backtrack); an
         # instance whose steps never pass keeps the smallest one tried.
@@ -214,7 +229,7 @@ def ipm_step(x, s, lam, nu, grad, g, Jg, h, Jh, H, tol, EPS: tl.constexpr, TINY:
         while (tries < MAX_BACKTRACKS) & (accepted == 0):
             alpha = 0.5 * alpha
             x1, s1, lam1, nu1 = move(x, s, lam, nu, dx, ds, dlam, dnu, alpha, __ARGS__)
-            f1, grad1, g1, Jg1, h1, Jh1 = evaluate(x1, __ARGS__)
+            f1, grad1, g1, Jg1, h1, Jh1 = evaluate(x1, Jg, Jh, __ARGS__)
             pred = alpha * Jgdx
             err = tl.abs(g1 - g - pred)
             fits = tl.min(tl.where(rows & (err > TRUST * (tl.abs(pred) + tl.abs(g) + s)), 0, 1), axis=0) == 1
@@ -254,7 +269,8 @@ def ipm_kernel(x_ptr, status_ptr, iterations_ptr, residual_ptr, tol_ptr, max_ite
     r = tl.arange(0, VAR_BLOCK)
     x = tl.zeros((VAR_BLOCK,), DTYPE)
     nu = tl.zeros((VAR_BLOCK,), DTYPE)
-    f, grad, g, Jg, h, Jh = evaluate(x, __ARGS__)
+    Jg, Jh = jacobians(x, __ARGS__)
+    f, grad, g, Jg, h, Jh = evaluate(x, Jg, Jh, __ARGS__)
     # Slacks make the start feasible in g + s = 0 where g(0) is far inside, else 1.
     s = tl.where(r < __NI__, tl.maximum(-g, 1.0), 0.0)
     lam = (r < __NI__).to(DTYPE)
@@ -262,8 +278,13 @@ def ipm_kernel(x_ptr, status_ptr, iterations_ptr, residual_ptr, tol_ptr, max_ite
     status = tl.where(res <= tol, CONVERGED, MAX_ITER)
     iterations = tl.zeros((), tl.int32)
     scale = tl.maximum(tl.maximum(tl.maximum(amax(grad), amax(g)), amax(h)), 1.0)  # for the blow-up tests
-    while (iterations < max_iter) & (status == MAX_ITER):
+    # A constant Jacobian with a non-finite entry fails at the start (the loop checks vectors only).
+    status = tl.where(finite_mat(Jg) & finite_mat(Jh), status, FAILED)
+    if CONSTANT_HESSIAN:
         H = hessian(x, lam, nu, __ARGS__)
+    while (iterations < max_iter) & (status == MAX_ITER):
+        if CONSTANT_HESSIAN == 0:
+            H = hessian(x, lam, nu, __ARGS__)
         x1, s1, lam1, nu1, f1, grad1, g1, Jg1, h1, Jh1 = ipm_step(x, s, lam, nu, grad, g, Jg, h, Jh, H, tol, EPS, TINY, DELTA, __ARGS__)  # noqa: E501
         keep = finite_point(x1, s1, lam1, nu1, f1, grad1, g1, Jg1, h1, Jh1)
         x = tl.where(keep, x1, x)
