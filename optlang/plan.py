@@ -10,7 +10,7 @@ Ops (`Op.prim`), with operand names in `args` and the declared result shape:
 from __future__ import annotations
 
 import functools
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 
 from optlang.ir.nodes import Input
 
@@ -104,6 +104,21 @@ class Plan:
     affine_constraints: bool = True  # kkt: every constraint is affine (the IPM's linearization is exact)
     local: bool = False  # smooth and not provably convex: a solution is a stationary point, maybe only local
     quadratic: bool = False  # minimize: f (the smooth part) is quadratic in the vars, its Hessian constant
+
+    def __hash__(self):
+        # A plan keys the generated-module caches on every call; hashing its nested tuples each time
+        # cost about 0.1 ms a call. Computed once; left out of pickles (str hashes vary by process).
+        cached = self.__dict__.get("_hash")
+        if cached is None:
+            cached = hash(tuple(getattr(self, f.name) for f in fields(self)))
+            object.__setattr__(self, "_hash", cached)
+        return cached
+
+    def __getstate__(self):
+        return {k: v for k, v in self.__dict__.items() if k != "_hash"}
+
+    def __setstate__(self, state):
+        self.__dict__.update(state)
 
     @property
     def var(self):

@@ -141,3 +141,24 @@ def test_the_objective_is_differentiable_envelope_theorem():
     sol = P.layer("ridge").solve(**ts, tol=TIGHT)
     (g,) = torch.autograd.grad(sol.objective, ts["lam"])
     assert float(g) == pytest.approx(0.5 * float(sol.w.detach().square().sum()), rel=1e-8)
+
+
+def test_the_objective_is_computed_when_read_and_refused_after_in_place_changes():
+    """sol.objective is evaluated on first read, from the call's tensors: it matches an eager value,
+    keeps the call's autograd mode, pickles as a tensor, and is refused (not silently recomputed at
+    new values) once a parameter has been changed in place."""
+    kw = P.make_case(P.BY_NAME["ridge"], 3).tensors()
+    layer = P.layer("ridge")
+    with torch.no_grad():
+        sol = layer.solve(**kw)
+    assert not sol.objective.requires_grad
+    w = sol.w
+    want = 0.5 * (kw["X"] @ w[..., None] - kw["y"][..., None]).square().sum((-1, -2)) \
+        + 0.5 * kw["lam"] * w.square().sum(-1)
+    assert torch.allclose(sol.objective, want, rtol=1e-12)
+    again = pickle.loads(pickle.dumps(layer.solve(**kw)))
+    assert torch.allclose(again.objective, want, rtol=1e-12)
+    sol = layer.solve(**kw)
+    kw["y"].add_(1.0)
+    with pytest.raises(CallError, match="modified in place"):
+        sol.objective

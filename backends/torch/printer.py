@@ -114,14 +114,13 @@ def _op_text(op, fn: Function, scalars: set) -> str:
     if op.prim == "matmul":
         a, b = op.args
         pair = tuple(ranks)
-        # einsum, not @: with a direction batch dim (dense Jacobians) it finds
-        # one matrix-matrix product where matmul's broadcasting copies the matrix.
+        # support.matvec & co. pick matmul or einsum by the operands' batch dims.
         if pair == (2, 1):
-            return f"torch.einsum('...ij,...j->...i', {a}, {b})"
+            return f"matvec({a}, {b})"
         if pair == (1, 2):
-            return f"torch.einsum('...i,...ij->...j', {a}, {b})"
+            return f"vecmat({a}, {b})"
         if pair == (2, 2):
-            return f"torch.einsum('...ij,...jk->...ik', {a}, {b})"
+            return f"matmat({a}, {b})"
         return f"(({a}) * ({b})).sum(dim=-1)"
     if op.prim == "transpose":
         return f"{op.args[0]}.transpose(-1, -2)"
@@ -153,7 +152,8 @@ def print_plan(plan: Plan) -> str:
         "# Every function takes tensors with any leading batch dims; declared dims count from the right.",
         "import torch",
         "",
-        "from optlang.backends.torch.support import broadcast_to, eye, full, mask, simplex_tau, sum_to",
+        "from optlang.backends.torch.support import (broadcast_to, eye, full, mask, matmat, matvec, simplex_tau, sum_to,",
+        "                                          vecmat)",
         "",
     ]
     for fn in plan.functions:

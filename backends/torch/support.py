@@ -44,6 +44,35 @@ def eye(n: int, like: torch.Tensor):
     return torch.eye(n, dtype=like.dtype, device=like.device)
 
 
+# Products. A matrix without batch dims, or with the same batch dims as the vector, is one BLAS
+# call by matmul (einsum's planning costs about 8 us a call, most of a small product); other
+# batch layouts (a dense Jacobian's direction dim against a batch of matrices) go through einsum,
+# which finds one matrix-matrix product where matmul's broadcasting would copy the matrix.
+def matvec(a, x):
+    """a (..., i, j) times x (..., j): (..., i)."""
+    if a.dim() == 2:
+        return torch.matmul(x, a.transpose(0, 1))
+    if a.shape[:-2] == x.shape[:-1]:
+        return torch.matmul(a, x.unsqueeze(-1)).squeeze(-1)
+    return torch.einsum('...ij,...j->...i', a, x)
+
+
+def vecmat(x, a):
+    """x (..., i) times a (..., i, j): (..., j)."""
+    if a.dim() == 2:
+        return torch.matmul(x, a)
+    if a.shape[:-2] == x.shape[:-1]:
+        return torch.matmul(x.unsqueeze(-2), a).squeeze(-2)
+    return torch.einsum('...i,...ij->...j', x, a)
+
+
+def matmat(a, b):
+    """a (..., i, j) times b (..., j, k): (..., i, k)."""
+    if a.shape[:-2] == b.shape[:-2] or b.dim() == 2:
+        return torch.matmul(a, b)
+    return torch.einsum('...ij,...jk->...ik', a, b)
+
+
 def mask(cond, like):
     """A 0/1 tensor of `like`'s dtype."""
     return cond.to(like.dtype) if isinstance(like, torch.Tensor) else cond.to(torch.get_default_dtype())

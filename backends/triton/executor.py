@@ -91,7 +91,7 @@ class TritonExecutor:
         return SolveResult(x.reshape(batch + (bound.n,)), status == CONVERGED, iterations.long().reshape(batch),
                            residual.reshape(batch), status)
 
-    def backward(self, bound, x, g, options: dict, wanted: set) -> dict:
+    def backward(self, bound, x, g, options: dict, wanted: set, result=None) -> dict:
         method = backward_method(bound.plan, bound.n, options["backward"])
         # A method with no kernel in this module (gmres, neumann; cg on a simplex's free set, whose
         # prox_jvp only the PyTorch functions have) runs the PyTorch backward on the same device.

@@ -53,14 +53,20 @@ class TorchExecutor:
             return solve_fixed_point(flat, x0, tol, max_iter, deadline=deadline)
         return newton(bound, x0, tol, max_iter, deadline=deadline)
 
-    def backward(self, bound, x, g, options: dict, wanted: set) -> dict:
-        method = backward_method(bound.plan, bound.n, options["backward"])
-        tol = backward_tol(options, bound.dtype)
-        J = None
-        if method == "direct" and bound.plan.kind == "kkt":
-            from optlang.runtime.kkt import kkt_jacobian
+    def backward(self, bound, x, g, options: dict, wanted: set, result=None) -> dict:
+        """The params' gradients for cotangent g at solution x (`result`: the forward's SolveResult)."""
+        factor = None if result is None else result.factor
+        if factor is not None and options["backward"] in ("auto", "direct"):
+            # dF/dx is the forward's constant SPD Hessian, already factored: one triangular pair of solves.
+            size, n = factor.shape[0], bound.n
+            w = torch.cholesky_solve(g.reshape(size, n, 1).to(factor.dtype), factor).reshape(g.shape)
+        else:
+            method = backward_method(bound.plan, bound.n, options["backward"])
+            J = None
+            if method == "direct" and bound.plan.kind == "kkt":
+                from optlang.runtime.kkt import kkt_jacobian
 
-            J = kkt_jacobian(bound, x, options["tol"])
-        w = adjoint_solve(bound, x, g, method, tol, J)
+                J = kkt_jacobian(bound, x, options["tol"])
+            w = adjoint_solve(bound, x, g, method, backward_tol(options, bound.dtype), J)
         grads = finite_param_grads(bound, x, w)
         return {k: v for k, v in grads.items() if k in wanted}

@@ -127,7 +127,7 @@ class ImplicitSolve(torch.autograd.Function):
             return (None,) + _to_params(param_grads(bound, x, w), state.names, tensors, wanted)
         tensors = [t.detach() for t in tensors]
         bound = state.bind(tensors)
-        grads = state.executor.backward(bound, x.detach(), g.detach(), state.options, wanted)
+        grads = state.executor.backward(bound, x.detach(), g.detach(), state.options, wanted, state.result)
         return (None,) + _to_params(grads, state.names, tensors, wanted)
 
     @staticmethod

@@ -64,10 +64,23 @@ class Solution:
         self._values = values
         self.duals = duals
         self.stats = stats
-        self.objective = objective
+        # The objective, or a function computing it: evaluated when first read (a layer used as a
+        # module never reads it, and on a small problem it is a tenth of the call).
+        self._objective = objective
         self._state = state  # the flat solver state (vars, then KKT duals), detached: for warm starts
         for name, value in values.items():
             setattr(self, name, value)
+
+    @property
+    def objective(self):
+        if callable(self._objective):
+            self._objective = self._objective()
+        return self._objective
+
+    def __getstate__(self):
+        state = dict(self.__dict__)
+        state["_objective"] = self.objective
+        return state
 
     def warm_start(self) -> "WarmStart":
         """What to pass as `init=` to a later call: this solution's vars and duals (detached).
@@ -235,15 +248,30 @@ class Layer(torch.nn.Module):
                         flat.detach())
 
     def _objective(self, flat, params, dims, batch, dtype, device):
-        """The objective at the solution, as written (under autograd, like the vars)."""
+        """The objective at the solution, as written (under autograd, like the vars): a function that
+        computes it, or None where the problem has none. Autograd's mode is the call's, not the read's."""
         name = "value" if self.plan.function("value") is not None else "objective"
         if self.plan.function(name) is None:
             return None
         from optlang.runtime.executor import TorchExecutor
 
-        bound = BoundProblem(TorchExecutor().module_for(self.plan), self.plan, params, dims, batch, dtype, device)
-        value = torch.as_tensor(bound.call(name, state=flat), dtype=dtype, device=device).expand(flat.shape[:-1])
-        return -value if self.plan.sense == "maximize" else value
+        grad_enabled = torch.is_grad_enabled()
+        plan = self.plan
+        inputs = (flat,) + tuple(params.values())
+        versions = tuple(t._version for t in inputs)
+
+        def value():
+            if tuple(t._version for t in inputs) != versions:
+                raise CallError(f"problem '{plan.problem}': the parameters or the solution were modified in place "
+                                "after the solve, so its objective can no longer be computed; read sol.objective "
+                                "before changing them")
+            bound = BoundProblem(TorchExecutor().module_for(plan), plan, params, dims, batch, dtype, device)
+            with torch.set_grad_enabled(grad_enabled):
+                out = torch.as_tensor(bound.call(name, state=flat), dtype=dtype, device=device)
+            out = out.expand(flat.shape[:-1])
+            return -out if plan.sense == "maximize" else out
+
+        return value
 
     def _positional(self, args: tuple, kwargs: dict) -> dict:
         names = [p.name for p in self.plan.params]

@@ -24,7 +24,7 @@ import torch
 
 from optlang.solvers.ops import (Context, abs_, add_diagonal, all_finite, amax_abs, any_, at_least, cholesky,
                                  cholesky_solve, compact, diagonal, dot, finish, full, gradient_flat, identity,
-                                 is_finite, jacobian, keep_going, kernel, machine_eps, objective_flat,
+                                 is_finite, jacobian, keep_factor, keep_going, kernel, machine_eps, objective_flat,
                                  relative_residual, residual_flat, solve, transpose, where, where_matrix, zero_count)
 from optlang.solvers.result import NO_DEADLINE, SolveResult
 
@@ -47,7 +47,7 @@ def newton(prob, x0: torch.Tensor, tol: float, max_iter: int, deadline=NO_DEADLI
     ctx = Context(prob.take(torch.arange(size, device=x0.device)), deadline, **flags(prob.plan))
     x, res, done, iterations = newton_solve(x0.reshape(size, n), tol, max_iter, ctx)
     return SolveResult(x.reshape(batch + (n,)), done.reshape(batch), iterations.reshape(batch),
-                       res.reshape(batch), timed_out=ctx.timed_out)
+                       res.reshape(batch), timed_out=ctx.timed_out, factor=ctx.factor)
 
 
 @kernel
@@ -62,6 +62,7 @@ def newton_solve(x, tol, max_iter, ctx):
     chol = factored  # the factor, where QUADRATIC
     if ctx.QUADRATIC:
         chol, factored = cholesky(jacobian(x, ctx), ctx)
+        chol = keep_factor(chol, factored, ctx)
     going = (done == 0) & (iterations < max_iter)
     while keep_going(going, ctx):
         x, res, done, iterations, F, scale, factored, chol, going = compact(

@@ -39,6 +39,7 @@ class Context:
         self.timed_out = False
         self.index = torch.arange(prob.batch[0], device=prob.device)  # the instances still in the batch
         self.results = None  # the full batch's results, where compaction has stored some
+        self.factor = None  # a constant Jacobian's Cholesky factor for the backward (keep_factor)
         for name, value in flags.items():
             setattr(self, name, value)
 
@@ -90,6 +91,14 @@ def compact(going, results, carried, ctx):
     ctx.index = ctx.index[keep]
     ctx.prob = ctx.prob.take(keep.nonzero().squeeze(-1))
     return tuple(v[keep] for v in tuple(results) + tuple(carried))
+
+
+def keep_factor(chol, factored, ctx):
+    """Keep a constant matrix's factor for the backward pass (which solves with the same matrix),
+    where every instance of the full batch factored; returns chol."""
+    if len(ctx.index) == ctx.prob.batch[0] and bool(factored.all()):
+        ctx.factor = chol
+    return chol
 
 
 def finish(results, ctx):
