@@ -295,3 +295,25 @@ def test_largest_eigenvalue_of_a_laplacian():
     L[0, 0] = L[-1, -1] = 1.0
     lam = largest_eigenvalue(_apply(L), torch.zeros(n, dtype=F64), iters=300)
     assert float(lam) == pytest.approx(float(torch.linalg.eigvalsh(L)[-1]), rel=1e-3)
+
+
+@given(seed=seeds, batch=st.sampled_from([(1,), (4,), (2, 3)]), n=st.integers(1, 12))
+def test_solve_spd_matches_lu_and_hands_what_it_cannot_factor_to_it(seed, batch, n):
+    """Cholesky where the matrix is SPD; a singular PSD element and a non-finite one get `solve`'s
+    least-squares answer and flag, exactly as LU would give them."""
+    from optlang.solvers.linalg import solve, solve_spd
+
+    g = torch.Generator().manual_seed(seed)
+    M = torch.randn(batch + (n, n), generator=g, dtype=torch.float64)
+    A = M @ M.transpose(-1, -2) + 0.1 * torch.eye(n, dtype=torch.float64)
+    b = torch.randn(batch + (n,), generator=g, dtype=torch.float64)
+    flat = A.reshape(-1, n, n)
+    flat[0] = 0.0
+    flat[0, 0, 0] = 1.0  # PSD, singular when n > 1
+    if flat.shape[0] > 1:
+        flat[-1, 0, 0] = float("nan")
+    x, singular = solve_spd(A, b)
+    want, want_singular = solve(A, b)
+    assert torch.equal(singular, want_singular)
+    assert torch.allclose(x, want, rtol=1e-9, atol=1e-9)
+    assert torch.isfinite(x).all()

@@ -5,7 +5,8 @@ At a solution x*(theta) of F(x, theta) = 0, for a cotangent g on x*:
 Forward mode (and the second-order backward) solves the untransposed system
     (dF/dx) z = v   (`tangent_solve`), e.g. v = -(dF/dtheta) dtheta for a tangent dtheta,
 by the same strategy. Strategies:
-  "direct"   dense LU of the Jacobian; least squares (minimum norm) where it is singular
+  "direct"   dense LU of the Jacobian (Cholesky of a convex f's Hessian); least squares
+             (minimum norm) where it is singular
   "cg"       conjugate gradients through Hessian-vector products (smooth); for a
              prox, on the free set (see adjoint_cg.py)
   "gmres"    restarted GMRES through vector-Jacobian products (any square system)
@@ -25,7 +26,7 @@ import torch
 from optlang.errors import user_stacklevel
 from optlang.solvers.krylov import gmres, largest_eigenvalue, neumann
 from optlang.solvers import adjoint_cg
-from optlang.solvers.linalg import solve
+from optlang.solvers.linalg import solve, solve_spd
 from optlang.solvers.result import where_text
 
 KRYLOV_MAX_ITER = 1000
@@ -47,7 +48,10 @@ def _linear_solve(prob, x, b, method: str, tol: float, J, transpose: bool) -> to
     where = "the backward pass" if transpose else "a tangent solve"
     if method == "direct":
         J = prob.jacobian(x) if J is None else J
-        y, singular = solve(J.transpose(-1, -2) if transpose else J, b)
+        if prob.plan.kind == "smooth" and not prob.plan.local:  # a convex f's Hessian: SPD, symmetric
+            y, singular = solve_spd(J, b)
+        else:
+            y, singular = solve(J.transpose(-1, -2) if transpose else J, b)
         _warn(singular, f"singular Jacobian in {where}", "used the least-squares (minimum-norm) solution")
         return y
     if method == "cg":  # adjoint_cg.py, shared with the Triton backend

@@ -29,3 +29,18 @@ def solve(A: torch.Tensor, b: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]
         x[bad] = (pinv @ b[bad].unsqueeze(-1)).squeeze(-1)
     return x, bad | ~finite
 
+
+
+def solve_spd(A: torch.Tensor, b: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """`solve` for a matrix known to be symmetric positive semidefinite (a convex objective's Hessian):
+    Cholesky, half the work of LU; the elements it cannot factor (singular, not finite) take `solve`."""
+    A, b = torch.broadcast_tensors(A, b.unsqueeze(-1))
+    b = b[..., 0]
+    L, info = torch.linalg.cholesky_ex(A)
+    x = torch.cholesky_solve(b.unsqueeze(-1), L).squeeze(-1)
+    bad = (info != 0) | ~torch.isfinite(x).all(dim=-1)
+    singular = torch.zeros_like(bad)
+    if bool(bad.any()):
+        x = x.clone()
+        x[bad], singular[bad] = solve(A[bad], b[bad])
+    return x, singular
