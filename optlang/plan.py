@@ -117,9 +117,6 @@ class Plan:
     def __getstate__(self):
         return {k: v for k, v in self.__dict__.items() if k != "_hash"}
 
-    def __setstate__(self, state):
-        self.__dict__.update(state)
-
     @property
     def var(self):
         """The one var (backends that handle a single var only)."""

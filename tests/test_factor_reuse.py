@@ -1,7 +1,8 @@
-"""The backward reuses the forward's Cholesky factor of a convex quadratic's constant Hessian.
+"""The implicit solves reuse the forward's Cholesky factor of a convex quadratic's constant Hessian.
 
-Its gradients must equal those of a fresh dense solve of the same system (the path taken without a
-factor), and the factor must only be kept when every element of the batch factored."""
+Reverse mode, forward mode and the second-order backward must give what a fresh dense solve of the
+same system gives (the path taken without a factor), and the factor must only be kept when every
+element of the batch factored."""
 from __future__ import annotations
 
 import pytest
@@ -9,44 +10,49 @@ import torch
 from hypothesis import given, settings, strategies as st
 
 import optlang
+import optlang.runtime.executor as executor
 from optlang.runtime.executor import TorchExecutor
+from optlang.solvers.linalg import CholeskyFactor
 
 RIDGE = optlang.compile_string("problem ridge\ndim n, d\nparam X[n, d], y[n]\nparam lam > 0\nvar w[d]\n"
                                "minimize 0.5 * sumsq(X @ w - y) + 0.5 * lam * sumsq(w)\n")
 
 
-def _grads(layer, params, backward):
+def _derivatives(params):
+    """Reverse-mode gradients, a forward-mode tangent and a second derivative of one loss."""
     leaves = {k: v.clone().requires_grad_(True) for k, v in params.items()}
-    sol = layer.solve(**leaves, backward=backward)
+    sol = RIDGE.solve(**leaves)
     weights = torch.linspace(-1.0, 1.0, sol.w.numel(), dtype=torch.float64).reshape(sol.w.shape)
-    return torch.autograd.grad((sol.w * weights).sum(), list(leaves.values()))
+    loss = (sol.w * weights).sum() + 0.5 * sol.w.square().sum()
+    grads = torch.autograd.grad(loss, list(leaves.values()), create_graph=True)
+    (second,) = torch.autograd.grad(grads[2].sum(), leaves["lam"])  # d/dlam of dloss/dlam
+    tangents = {k: torch.ones_like(v) for k, v in params.items()}
+    _, tangent = torch.func.jvp(lambda *ts: RIDGE(**dict(zip(params, ts))), tuple(params.values()),
+                                tuple(tangents.values()))
+    return [g.detach() for g in grads] + [second, tangent]
 
 
-@settings(max_examples=15, deadline=None)
+@settings(max_examples=12, deadline=None)
 @given(seed=st.integers(0, 2**31 - 1), batch=st.sampled_from([(), (1,), (3,), (2, 2)]),
        n=st.integers(1, 12), d=st.integers(1, 8))
-def test_gradients_with_the_kept_factor_match_a_fresh_solve(seed, batch, n, d):
+def test_derivatives_with_the_kept_factor_match_a_fresh_solve(seed, batch, n, d):
     g = torch.Generator().manual_seed(seed)
     params = dict(X=torch.randn(batch + (n, d), generator=g, dtype=torch.float64),
                   y=torch.randn(batch + (n,), generator=g, dtype=torch.float64),
                   lam=torch.rand(batch, generator=g, dtype=torch.float64) + 0.1)
     with pytest.MonkeyPatch.context() as mp:  # (hypothesis runs many examples per function-scoped fixture)
-        import optlang.runtime.executor as ex
-
-        solves = []
-        real = ex.adjoint_solve
-        mp.setattr(ex, "adjoint_solve", lambda *a, **k: solves.append(a[3]) or real(*a, **k))
-        kept = _grads(RIDGE, params, "auto")
-        assert solves == []  # the factor was used: no adjoint system was built
-        # The same call with the factor dropped from the forward's result: a dense LU of the Hessian.
-        original = TorchExecutor.backward
-        mp.setattr(TorchExecutor, "backward",
-                   lambda self, bound, x, g, options, wanted, result=None: original(self, bound, x, g, options,
-                                                                                    wanted, None))
-        fresh = _grads(RIDGE, params, "auto")
-        assert solves == ["direct"]
+        systems = []
+        real = executor.implicit_system
+        mp.setattr(executor, "implicit_system", lambda *a: systems.append(real(*a)) or systems[-1])
+        kept = _derivatives(params)
+        assert systems and all(m == "direct" and isinstance(J, CholeskyFactor) for m, _, J in systems)
+        # The same calls with no factor kept by the forward: dense Jacobians, LU or Cholesky afresh.
+        mp.setattr("optlang.solvers.newton.keep_factor", lambda chol, factored, ctx: chol)
+        systems.clear()
+        fresh = _derivatives(params)
+        assert systems and all(not isinstance(J, CholeskyFactor) for _, _, J in systems)
     for a, b in zip(kept, fresh):
-        assert torch.allclose(a, b, rtol=1e-10, atol=1e-12)
+        assert torch.allclose(a, b, rtol=1e-9, atol=1e-11)
 
 
 def test_the_factor_is_kept_only_where_every_element_factored():
@@ -65,18 +71,15 @@ def test_the_factor_is_kept_only_where_every_element_factored():
 
     assert solve(torch.tensor([0.5, 1.0], dtype=torch.float64)).factor.shape == (2, 3, 3)
     # lam < 0 past the smallest eigenvalue of X'X makes the second Hessian indefinite: no factor.
-    lam = torch.tensor([0.5, -1e6], dtype=torch.float64)
-    assert solve(lam).factor is None
+    assert solve(torch.tensor([0.5, -1e6], dtype=torch.float64)).factor is None
 
 
 @pytest.mark.parametrize("backward", ["cg", "gmres"])
 def test_an_explicit_krylov_backward_does_not_take_the_factor(backward, monkeypatch):
-    import optlang.runtime.executor as ex
-
     seen = []
-    real = ex.adjoint_solve
-    monkeypatch.setattr(ex, "adjoint_solve", lambda *a, **k: seen.append(a[3]) or real(*a, **k))
-    params = dict(X=torch.randn(6, 3, dtype=torch.float64), y=torch.randn(6, dtype=torch.float64),
-                  lam=torch.tensor(0.5, dtype=torch.float64))
-    _grads(RIDGE, params, backward)
+    real = executor.adjoint_solve
+    monkeypatch.setattr(executor, "adjoint_solve", lambda *a, **k: seen.append(a[3]) or real(*a, **k))
+    leaves = dict(X=torch.randn(6, 3, dtype=torch.float64), y=torch.randn(6, dtype=torch.float64),
+                  lam=torch.tensor(0.5, dtype=torch.float64, requires_grad=True))
+    RIDGE.solve(**leaves, backward=backward).w.sum().backward()
     assert seen == [backward]

@@ -79,3 +79,16 @@ def test_a_fresh_process_with_a_cached_plan_imports_neither_sympy_nor_lark(cache
                                  check=True).stdout.strip()
     assert run() == "['lark', 'sympy']"  # the first compile derives the plan
     assert run() == "[]"
+
+
+def test_a_plan_hashes_once_and_pickles_without_its_hash():
+    """The cached hash is per process (str hashes are salted): a pickled plan must not carry it."""
+    import dataclasses
+    import pickle
+
+    plan = optlang.compile_string("problem p\ndim n\nparam a[n]\nvar x[n]\nminimize sumsq(x - a)\n").plan
+    h = hash(plan)
+    assert plan.__dict__["_hash"] == h == hash(plan)
+    again = pickle.loads(pickle.dumps(plan))
+    assert "_hash" not in again.__dict__ and again == plan and hash(again) == h
+    assert hash(dataclasses.replace(plan, problem="q")) != h

@@ -141,3 +141,25 @@ def test_deep_expressions_print_without_recursion():
     subexpressions = tensor_subexpressions(e)
     assert subexpressions[0] == ("0 * x", ("n",)) and all(len(t) <= 100 for t, _ in subexpressions)
     assert len(split_terms(e)) == 5001
+
+
+@pytest.mark.parametrize("a_batch, v_batch", [((), ()), ((), (4,)), ((3,), (3,)), ((2, 3), (2, 3)),
+                                              ((3,), (5, 3)), ((3, 1), (3, 4)), ((1,), (4,))])
+def test_generated_products_agree_with_einsum_on_every_batch_layout(a_batch, v_batch):
+    """support.matvec/vecmat/matmat take matmul or einsum by the operands' batch dims: every layout
+    the generated code meets (shared matrix, same batch, a Jacobian's extra direction dim) gives
+    einsum's product."""
+    import torch
+
+    from optlang.backends.torch.support import matmat, matvec, vecmat
+
+    g = torch.Generator().manual_seed(0)
+    A = torch.randn(a_batch + (4, 3), generator=g, dtype=torch.float64)
+    x = torch.randn(v_batch + (3,), generator=g, dtype=torch.float64)
+    u = torch.randn(v_batch + (4,), generator=g, dtype=torch.float64)
+    B = torch.randn(v_batch + (3, 2), generator=g, dtype=torch.float64)
+    assert torch.allclose(matvec(A, x), torch.einsum("...ij,...j->...i", A, x), rtol=1e-14)
+    assert torch.allclose(vecmat(u, A), torch.einsum("...i,...ij->...j", u, A), rtol=1e-14)
+    assert torch.allclose(matmat(A, B), torch.einsum("...ij,...jk->...ik", A, B), rtol=1e-14)
+    assert torch.allclose(matmat(A, B[(0,) * len(v_batch)]), torch.einsum("...ij,jk->...ik", A, B[(0,) * len(v_batch)]),
+                          rtol=1e-14)

@@ -149,10 +149,13 @@ def _why_not(label: str, backward: str) -> str:
     return ""
 
 
-def backward_method(plan, n: int, requested: str) -> str:
-    """Settle backward = "auto" now that the state's size is known."""
+def backward_method(plan, n: int, requested: str, factored: bool = False) -> str:
+    """Settle backward = "auto" now that the state's size is known (`factored`: the forward left
+    dF/dx factored, so a direct solve costs two triangular solves at any size)."""
     if requested != "auto":
         return requested
+    if factored:
+        return "direct"
     if plan.kind == "prox" and plan.function("prox_jvp") is not None:
         return "cg"  # the free set of a simplex: see `select`
     if n <= DIRECT_MAX:

@@ -8,6 +8,7 @@ import torch
 from optlang.passes.select import backward_method, default_solver
 from optlang.solvers.anderson import solve_fixed_point
 from optlang.solvers.backward import adjoint_solve, finite_param_grads
+from optlang.solvers.linalg import CholeskyFactor
 from optlang.solvers.newton import newton
 from optlang.solvers.pgd import fista
 from optlang.solvers.result import Deadline
@@ -18,6 +19,22 @@ _modules: dict = {}  # plan -> generated module: printing and hashing happen onc
 def backward_tol(options: dict, dtype) -> float:
     """The adjoint solve's tolerance: at least as tight as the forward's, tighter by default."""
     return min(options["tol"], 1e-12 if dtype == torch.float64 else 1e-6)
+
+
+def implicit_system(bound, x, options: dict, result=None) -> tuple:
+    """(method, tolerance, J) of the implicit function theorem's linear solves at x: J is what a
+    direct solve starts from where it is at hand (the KKT matrix; the forward's Cholesky factor of
+    a constant Hessian, from `result`), else None."""
+    factor = None if result is None else result.factor
+    method = backward_method(bound.plan, bound.n, options["backward"], factored=factor is not None)
+    J = None
+    if method == "direct" and factor is not None:
+        J = CholeskyFactor(factor)
+    elif method == "direct" and bound.plan.kind == "kkt":
+        from optlang.runtime.kkt import kkt_jacobian
+
+        J = kkt_jacobian(bound, x, options["tol"])
+    return method, backward_tol(options, bound.dtype), J
 
 
 class TorchExecutor:
@@ -55,18 +72,7 @@ class TorchExecutor:
 
     def backward(self, bound, x, g, options: dict, wanted: set, result=None) -> dict:
         """The params' gradients for cotangent g at solution x (`result`: the forward's SolveResult)."""
-        factor = None if result is None else result.factor
-        if factor is not None and options["backward"] in ("auto", "direct"):
-            # dF/dx is the forward's constant SPD Hessian, already factored: one triangular pair of solves.
-            size, n = factor.shape[0], bound.n
-            w = torch.cholesky_solve(g.reshape(size, n, 1).to(factor.dtype), factor).reshape(g.shape)
-        else:
-            method = backward_method(bound.plan, bound.n, options["backward"])
-            J = None
-            if method == "direct" and bound.plan.kind == "kkt":
-                from optlang.runtime.kkt import kkt_jacobian
-
-                J = kkt_jacobian(bound, x, options["tol"])
-            w = adjoint_solve(bound, x, g, method, backward_tol(options, bound.dtype), J)
+        method, tol, J = implicit_system(bound, x, options, result)
+        w = adjoint_solve(bound, x, g, method, tol, J)
         grads = finite_param_grads(bound, x, w)
         return {k: v for k, v in grads.items() if k in wanted}

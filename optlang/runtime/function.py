@@ -25,7 +25,6 @@ from dataclasses import dataclass, field
 
 import torch
 
-from optlang.passes.select import backward_method
 from optlang.runtime import binding
 from optlang.runtime.bound import BoundProblem
 from optlang.solvers.backward import adjoint_solve, param_grads, param_tangent, tangent_solve
@@ -58,16 +57,10 @@ class CallState:
         return BoundProblem(module, self.plan, params, self.dims, tuple(batch), self.dtype, self.device)
 
     def linear_system(self, bound, x):
-        """(method, tolerance, dense Jacobian or None) of the implicit linear solves at x."""
-        from optlang.runtime.executor import backward_tol
+        """(method, tolerance, J) of the implicit linear solves at x (`executor.implicit_system`)."""
+        from optlang.runtime.executor import implicit_system
 
-        method = backward_method(self.plan, bound.n, self.options["backward"])
-        J = None
-        if method == "direct" and self.plan.kind == "kkt":
-            from optlang.runtime.kkt import kkt_jacobian
-
-            J = kkt_jacobian(bound, x, self.options["tol"])
-        return method, backward_tol(self.options, bound.dtype), J
+        return implicit_system(bound, x, self.options, self.result)
 
 
 def _empty_result(bound):
@@ -212,7 +205,7 @@ class AdjointSolve(torch.autograd.Function):
                 x_t = x.clone().requires_grad_()
                 theta = [t.clone().requires_grad_() for t in tensors]
                 tracked = state.bind(theta, state.torch_module, x.shape[:-1])
-                if J is not None:  # the KKT Jacobian with its weakly active rows, as the solve used it
+                if isinstance(J, torch.Tensor):  # the KKT Jacobian with its weakly active rows, as the solve used it
                     _, _, J_t = state.linear_system(tracked, x_t)
                     Az = (J_t @ z.unsqueeze(-1)).squeeze(-1)
                 else:
@@ -281,7 +274,9 @@ class AdjointTangent(torch.autograd.Function):
         method, tol, J = state.linear_system(bound, x)
 
         def transposed(x, *theta):
-            if J is None:
+            # A dense J (the KKT matrix as the solve used it) is differentiated as built; otherwise
+            # (none, or a factor of the Hessian) through the generated VJP.
+            if not isinstance(J, torch.Tensor):
                 return state.bind(theta, state.torch_module, x.shape[:-1]).vjp(x, w)
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore", RuntimeWarning)

@@ -26,7 +26,7 @@ import torch
 from optlang.errors import user_stacklevel
 from optlang.solvers.krylov import gmres, largest_eigenvalue, neumann
 from optlang.solvers import adjoint_cg
-from optlang.solvers.linalg import solve, solve_spd
+from optlang.solvers.linalg import CholeskyFactor, solve, solve_spd
 from optlang.solvers.result import where_text
 
 KRYLOV_MAX_ITER = 1000
@@ -34,7 +34,8 @@ NEUMANN_MAX_TERMS = 2000
 
 
 def adjoint_solve(prob, x: torch.Tensor, g: torch.Tensor, method: str, tol: float, J=None) -> torch.Tensor:
-    """The w of (dF/dx)^T w = g, by `method` (`J`: a dense Jacobian already at hand, for "direct")."""
+    """The w of (dF/dx)^T w = g, by `method` (`J`, for "direct": a dense Jacobian already at hand, or
+    a `CholeskyFactor` of it)."""
     return _linear_solve(prob, x, g, method, tol, J, transpose=True)
 
 
@@ -47,6 +48,8 @@ def _linear_solve(prob, x, b, method: str, tol: float, J, transpose: bool) -> to
     """(dF/dx)^T y = b (transpose) or (dF/dx) y = b, one strategy per method for both."""
     where = "the backward pass" if transpose else "a tangent solve"
     if method == "direct":
+        if isinstance(J, CholeskyFactor):
+            return J.solve(b)
         J = prob.jacobian(x) if J is None else J
         if prob.plan.kind == "smooth" and not prob.plan.local:  # a convex f's Hessian: SPD, symmetric
             y, singular = solve_spd(J, b)

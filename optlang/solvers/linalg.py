@@ -30,6 +30,25 @@ def solve(A: torch.Tensor, b: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]
     return x, bad | ~finite
 
 
+class CholeskyFactor:
+    """dF/dx already factored (a convex quadratic's constant Hessian, factored by the forward Newton
+    solve): what the direct linear solves take in place of the dense Jacobian. L is (*batch, n, n)
+    and broadcasts against a right-hand side with more batch dims. dF/dx is symmetric, so the
+    transposed system is the same one."""
+
+    def __init__(self, L: torch.Tensor):
+        self.L = L
+
+    @property
+    def shape(self):
+        return self.L.shape
+
+    def expand(self, shape) -> "CholeskyFactor":
+        return CholeskyFactor(self.L.expand(shape))
+
+    def solve(self, b: torch.Tensor) -> torch.Tensor:
+        return torch.cholesky_solve(b.unsqueeze(-1), self.L).squeeze(-1)
+
 
 def solve_spd(A: torch.Tensor, b: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     """`solve` for a matrix known to be symmetric positive semidefinite (a convex objective's Hessian):

@@ -47,7 +47,8 @@ def newton(prob, x0: torch.Tensor, tol: float, max_iter: int, deadline=NO_DEADLI
     ctx = Context(prob.take(torch.arange(size, device=x0.device)), deadline, **flags(prob.plan))
     x, res, done, iterations = newton_solve(x0.reshape(size, n), tol, max_iter, ctx)
     return SolveResult(x.reshape(batch + (n,)), done.reshape(batch), iterations.reshape(batch),
-                       res.reshape(batch), timed_out=ctx.timed_out, factor=ctx.factor)
+                       res.reshape(batch), timed_out=ctx.timed_out,
+                       factor=None if ctx.factor is None else ctx.factor.reshape(batch + (n, n)))
 
 
 @kernel

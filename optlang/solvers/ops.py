@@ -94,9 +94,9 @@ def compact(going, results, carried, ctx):
 
 
 def keep_factor(chol, factored, ctx):
-    """Keep a constant matrix's factor for the backward pass (which solves with the same matrix),
-    where every instance of the full batch factored; returns chol."""
-    if len(ctx.index) == ctx.prob.batch[0] and bool(factored.all()):
+    """Keep a constant matrix's factor for the implicit solves (which solve with the same matrix), where
+    every instance factored; returns chol. Called before the loop, so the batch is still the full one."""
+    if bool(factored.all()):
         ctx.factor = chol
     return chol
 

@@ -42,7 +42,7 @@ class SolveResult:
     residual: torch.Tensor  # the relative residual at the end
     status: torch.Tensor | None = None
     timed_out: bool = False  # the solve stopped at its Deadline: "max_iter" elements are "time_limit"
-    # The Cholesky factor (flattened batch, n, n) of dF/dx where it is constant and SPD (a convex
+    # The Cholesky factor (*batch, n, n) of dF/dx where it is constant and SPD (a convex
     # quadratic's Hessian) and every element factored: the backward solves with it instead of
     # building and factoring the same matrix again.
     factor: torch.Tensor | None = None
