@@ -52,6 +52,13 @@ class Function:
         return any(name in names for op in self.ops for name in op.args) or \
             any(name in names for _, name in self.outputs)
 
+    def is_identity_in(self, role: str) -> bool:
+        """True if the function returns its `role` arguments unchanged, block for block (no ops): an
+        hvp or residual Jacobian that is the identity, as folded by `ir.algebra`."""
+        inputs = {a.source_name: a.name for a in self.args if a.role == role}
+        return not self.ops and len(self.outputs) == len(inputs) and \
+            all(inputs.get(key) == name for key, name in self.outputs)
+
     @functools.cached_property
     def _shapes(self) -> dict:
         """name -> shape of every argument and SSA value (the printers ask once per operand)."""
@@ -128,6 +135,13 @@ class Plan:
 
     def function(self, name: str) -> Function | None:
         return next((f for f in self.functions if f.name == name), None)
+
+    @property
+    def identity_jacobian(self) -> bool:
+        """dF/dx is the identity (F = x - P(theta), e.g. a projection or prox of a point: sparsemax):
+        every implicit solve is trivial, the adjoint is the cotangent itself."""
+        jvp = self.function("jvp_x")
+        return jvp is not None and jvp.is_identity_in("tangent")
 
     def option(self, key: str, default=None):
         return dict(self.options).get(key, default)

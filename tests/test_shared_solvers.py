@@ -25,6 +25,8 @@ pytestmark = pytest.mark.triton
 ROOT = pathlib.Path(__file__).resolve().parent.parent
 DEVICE = "cuda" if torch.cuda.is_available() else "cpu"
 
+SPARSEMAX = "problem sparsemax\ndim n\nparam v[n]\nvar x[n]\nminimize 0.5 * sumsq(x - v)\nsubject to\n  x >= 0\n  sum(x) == 1\n"
+
 SOURCES = {  # (source, solver): every path of newton.py, pgd.py and anderson.py
     "quadratic": ("problem quadratic\ndim n, d\nparam X[n, d], y[n], lam >= 0\nvar w[d]\n"
                   "minimize 0.5 * sumsq(X @ w - y) + 0.5 * lam * sumsq(w)\n", "newton"),
@@ -39,8 +41,9 @@ SOURCES = {  # (source, solver): every path of newton.py, pgd.py and anderson.py
              "subject to\n  x >= 0\n", "fista"),
     "lasso": ("problem lasso\ndim n, d\nparam X[n, d], y[n], lam >= 0\nvar w[d]\n"
               "minimize 0.5 * sumsq(X @ w - y) + lam * norm1(w)\n", "pgd"),
-    "sparsemax": ("problem sparsemax\ndim n\nparam v[n]\nvar x[n]\nminimize 0.5 * sumsq(x - v)\n"
-                  "subject to\n  x >= 0\n  sum(x) == 1\n", "fista"),
+    # On the simplex with a Hessian A'A (sparsemax's is the identity: solved by the first step, below).
+    "simplex": ("problem simplex\ndim n, m\nparam A[m, n], v[m]\nvar x[n]\nminimize 0.5 * sumsq(A @ x - v)\n"
+                "subject to\n  x >= 0\n  sum(x) == 1\n", "fista"),
     "box": ("problem box\ndim d\nparam a[d], c[d]\nvar x[d]\n"
             "minimize sum(exp(a * x)) + 0.5 * sumsq(x - c)\nsubject to\n  x >= 0\n", "fista"),
     # The interior point is not shared yet: its template mirrors ipm.py, and this shows it step for step.
@@ -64,6 +67,8 @@ def data(name, batch=3, d=4):
         out = dict(A=A, b=(A @ randn(batch, d, 1))[..., 0] + 0.3 * randn(batch, 6))
     elif name == "lasso":
         out = dict(X=randn(batch, 6, d), y=randn(batch, 6), lam=torch.tensor([0.3, 1.0, 2.0]))
+    elif name == "simplex":
+        out = dict(A=randn(batch, 6, 5), v=1.5 * randn(batch, 6))
     elif name == "sparsemax":
         out = dict(v=1.5 * randn(batch, 5))
     elif name == "box":
@@ -114,6 +119,22 @@ def test_both_backends_take_the_same_steps(name, instance):
         if bool(stats_torch.converged.all()):
             break
     assert bool(stats_torch.converged.all()) and bool((stats_torch.iterations >= 1).all())  # steps were compared
+
+
+def test_an_identity_hessian_is_solved_by_the_first_prox_step_on_both_backends():
+    """sparsemax (f = |x - v|^2 / 2): both backends start at prox(v), the solution, and take no step."""
+    model = optlang.compile_string(SPARSEMAX, "sparsemax.opt")
+    params = data("sparsemax")
+    x_torch, stats_torch = iterate(model, params, "torch", "fista", 5)
+    x_triton, stats_triton = iterate(model, params, "triton", "fista", 5)
+    torch.testing.assert_close(x_triton, x_torch, rtol=1e-12, atol=1e-14)
+    v = params["v"]
+    ordered = torch.sort(v, dim=-1, descending=True).values
+    partial = ordered.cumsum(-1) - 1
+    size = (ordered - partial / torch.arange(1, 6, dtype=v.dtype) > 0).sum(-1, keepdim=True)
+    torch.testing.assert_close(x_torch, torch.relu(v - partial.gather(-1, size - 1) / size), rtol=0, atol=1e-14)
+    for stats in (stats_torch, stats_triton):
+        assert bool(stats.converged.all()) and not bool(stats.iterations.any())
 
 
 def test_the_nonconvex_case_shifts_the_hessian():

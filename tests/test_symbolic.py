@@ -128,3 +128,21 @@ def _eval_scalar(expr, env):
     assert isinstance(expr, Elementwise)
     args = [sp.Float(_eval_scalar(a, env)) for a in expr.args]
     return float(ELEMENTWISE[expr.op].sympy_def(*args))
+
+
+def test_equal_terms_cancel_and_a_negated_term_is_one_op():
+    """ir.algebra folds the cancellations derivatives produce (x - (x - v) is v: the proximal-gradient
+    point of 0.5 |x - v|^2; v + -v is 0), structurally equal terms only, keeping the result's shape."""
+    x, v, c = (Input(role, name, ("n",)) for role, name in (("var", "x"), ("param", "v"), ("param", "c")))
+    s = Input("param", "s", ())
+    assert A.sub(x, A.sub(x, v)) == v
+    assert A.is_zero(A.add(x, A.neg(x))) and A.is_zero(A.add(A.neg(x), x)) and A.is_zero(A.sub(x, x))
+    assert A.add(A.sub(c, v), v) == c and A.add(v, A.sub(c, v)) == c
+    assert A.sub(A.add(c, v), v) == c and A.sub(A.add(v, c), v) == c
+    assert A.sub(A.sub(v, c), v) == A.neg(c)
+    assert A.add(x, A.neg(v)) == A.sub(x, v) and A.add(A.neg(v), x) == A.sub(x, v)
+    assert A.sub(x, A.neg(v)) == A.add(x, v)
+    assert A.sub(x, A.sub(x, s)).shape == ("n",)  # the scalar comes back broadcast to x's shape
+    assert A.sub(x, x).shape == ("n",)
+    assert A.sub(x, A.sub(v, x)) != v  # x - (v - x) = 2x - v: not a cancellation
+    assert A.sub(A.mul(A.const(2.0), x), x) != x  # only structurally equal terms cancel

@@ -481,7 +481,8 @@ FLAG_NOTES = {"MINIMIZE": "Newton's merit: the objective, else |F|^2 / 2",
               "LOCAL": "not proven convex: an indefinite Hessian is shifted positive definite",
               "QUADRATIC": "a convex quadratic: its constant Hessian is factored once",
               "PROX": "a prox's fixed point: the backward's CG runs on the free set",
-              "DIAGONAL": "an elementwise prox: its Jacobian is the 0/1 free mask"}
+              "DIAGONAL": "an elementwise prox: its Jacobian is the 0/1 free mask",
+              "IDENTITY_HESSIAN": "f's Hessian is the identity: one prox step at step 1 solves"}
 
 
 def flag_lines(plan: Plan, parts: list) -> list[str]:

@@ -110,6 +110,47 @@ def _mul(a: Expr, b: Expr, shape) -> Expr | None:
     return broadcast_to(Elementwise("mul", (Const(c), y), y.shape), shape)
 
 
+def _is_op(e: Expr, op: str) -> bool:
+    return isinstance(e, Elementwise) and e.op == op
+
+
+# Cancellation of equal terms. Derivatives produce them all the time: the proximal-gradient
+# point x - grad f is x - (x - v) for f = 0.5|x - v|^2 (so v, exactly), and a Jacobian of
+# x - prox(...) applied to a direction carries v + -v where the prox's argument does not move
+# with x. Folded here, sparsemax's residual Jacobian is the identity in the generated code (one
+# op instead of twelve, and its backward needs no solve). Equal means structurally equal (the
+# IR's nodes compare by value), the same rule SymPy applies to x - x; in floating point the
+# folded form is the exact value the longer one rounds.
+def _cancel_add(a: Expr, b: Expr, shape) -> Expr | None:
+    if (_is_op(b, "negate") and b.args[0] == a) or (_is_op(a, "negate") and a.args[0] == b):
+        return zeros(shape)  # a + -a
+    if _is_op(a, "sub") and a.args[1] == b:
+        return broadcast_to(a.args[0], shape)  # (c - b) + b
+    if _is_op(b, "sub") and b.args[1] == a:
+        return broadcast_to(b.args[0], shape)  # a + (c - a)
+    if _is_op(b, "negate"):
+        return ew("sub", a, b.args[0])  # a + -c: one op
+    if _is_op(a, "negate"):
+        return ew("sub", b, a.args[0])  # -c + b
+    return None
+
+
+def _cancel_sub(a: Expr, b: Expr, shape) -> Expr | None:
+    if a == b:
+        return zeros(shape)
+    if _is_op(b, "sub") and b.args[0] == a:
+        return broadcast_to(b.args[1], shape)  # a - (a - c)
+    if _is_op(a, "add") and a.args[1] == b:
+        return broadcast_to(a.args[0], shape)  # (c + b) - b
+    if _is_op(a, "add") and a.args[0] == b:
+        return broadcast_to(a.args[1], shape)  # (b + c) - b
+    if _is_op(a, "sub") and a.args[0] == b:
+        return broadcast_to(ew("negate", a.args[1]), shape)  # (b - c) - b
+    if _is_op(b, "negate"):
+        return ew("add", a, b.args[0])  # a - -c
+    return None
+
+
 def ew(op: str, *args: Expr) -> Expr:
     """An elementwise primitive with constant folding and unit/zero rules."""
     shape = _bshape(*args)
@@ -126,12 +167,18 @@ def ew(op: str, *args: Expr) -> Expr:
             return broadcast_to(b, shape)
         if is_zero(b):
             return broadcast_to(a, shape)
+        cancelled = _cancel_add(a, b, shape)
+        if cancelled is not None:
+            return cancelled
     elif op == "sub":
         a, b = args
         if is_zero(b):
             return broadcast_to(a, shape)
         if is_zero(a):
             return broadcast_to(ew("negate", b), shape)
+        cancelled = _cancel_sub(a, b, shape)
+        if cancelled is not None:
+            return cancelled
     elif op == "mul":
         a, b = args
         if is_zero(a) or is_zero(b):

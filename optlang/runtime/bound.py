@@ -10,6 +10,8 @@ cotangents have the residual's layout.
 """
 from __future__ import annotations
 
+import math
+
 import torch
 
 
@@ -127,6 +129,19 @@ class BoundProblem:
             value = torch.as_tensor(value, dtype=self.dtype, device=self.device)
             grads[name] = value.expand(self.batch + tuple(decl))
         return grads
+
+    def flat_batch(self) -> "BoundProblem":
+        """The same problem with its batch dims flattened into one, (prod(batch),): a view of each
+        param that has the batch dims already (a copy only where one broadcasts over them)."""
+        size = math.prod(self.batch)
+        params = {}
+        for p in self.plan.params:
+            t, rank = self.params[p.name], len(p.shape)
+            if t.dim() > rank:
+                decl = tuple(t.shape[t.dim() - rank:])
+                t = t.expand(self.batch + decl).reshape((size,) + decl)
+            params[p.name] = t
+        return BoundProblem(self.module, self.plan, params, self.dims, (size,), self.dtype, self.device)
 
     def take(self, index: torch.Tensor) -> "BoundProblem":
         """The problem of the batch elements `index` (into the flattened batch), as a batch (len(index),).

@@ -1,10 +1,9 @@
 """The PyTorch executor: batched solvers and backward strategies in Python over generated functions."""
 from __future__ import annotations
 
-import math
-
 import torch
 
+from optlang.backends.torch.support import memo_scope
 from optlang.passes.select import backward_method, default_solver
 from optlang.solvers.anderson import solve_fixed_point
 from optlang.solvers.backward import adjoint_solve, finite_param_grads
@@ -53,6 +52,12 @@ class TorchExecutor:
         return module
 
     def solve(self, bound, options: dict):
+        with memo_scope() as memo:
+            result = self._solve(bound, options)
+        result.memo = memo  # for this call's backward
+        return result
+
+    def _solve(self, bound, options: dict):
         plan = bound.plan
         tol, max_iter = options["tol"], options["max_iter"]
         solver = default_solver(plan, options["solver"])
@@ -66,13 +71,14 @@ class TorchExecutor:
             return solve_kkt(bound, tol, max_iter, init, deadline)
         x0 = torch.zeros(bound.batch + (bound.n,), dtype=bound.dtype, device=bound.device) if init is None else init
         if solver == "anderson":
-            flat = bound.take(torch.arange(math.prod(bound.batch), device=bound.device))
+            flat = bound.flat_batch()
             return solve_fixed_point(flat, x0, tol, max_iter, deadline=deadline)
         return newton(bound, x0, tol, max_iter, deadline=deadline)
 
     def backward(self, bound, x, g, options: dict, wanted: set, result=None) -> dict:
         """The params' gradients for cotangent g at solution x (`result`: the forward's SolveResult)."""
-        method, tol, J = implicit_system(bound, x, options, result)
-        w = adjoint_solve(bound, x, g, method, tol, J)
-        grads = finite_param_grads(bound, x, w)
+        with memo_scope(getattr(result, "memo", None)):
+            method, tol, J = implicit_system(bound, x, options, result)
+            w = adjoint_solve(bound, x, g, method, tol, J)
+            grads = finite_param_grads(bound, x, w)
         return {k: v for k, v in grads.items() if k in wanted}

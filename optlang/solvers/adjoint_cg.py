@@ -55,7 +55,7 @@ def flags(plan) -> dict:
 
 def _context(prob, x):
     size = math.prod(prob.batch)
-    flat_prob = prob.take(torch.arange(size, device=x.device))
+    flat_prob = prob.flat_batch()
     return Context(flat_prob, NO_DEADLINE, **flags(prob.plan)), lambda t: t.reshape(size, t.shape[-1])
 
 

@@ -26,7 +26,7 @@ import torch
 from optlang.errors import user_stacklevel
 from optlang.solvers.krylov import gmres, largest_eigenvalue, neumann
 from optlang.solvers import adjoint_cg
-from optlang.solvers.linalg import CholeskyFactor, solve, solve_spd
+from optlang.solvers.linalg import CholeskyFactor, finite_over, solve, solve_spd
 from optlang.solvers.result import where_text
 
 KRYLOV_MAX_ITER = 1000
@@ -47,6 +47,8 @@ def tangent_solve(prob, x: torch.Tensor, v: torch.Tensor, method: str, tol: floa
 def _linear_solve(prob, x, b, method: str, tol: float, J, transpose: bool) -> torch.Tensor:
     """(dF/dx)^T y = b (transpose) or (dF/dx) y = b, one strategy per method for both."""
     where = "the backward pass" if transpose else "a tangent solve"
+    if prob.plan.identity_jacobian:  # dF/dx = I (a projection or prox of a point): nothing to solve
+        return b.view_as(b)  # a view: autograd.Functions may not save an input returned as it is
     if method == "direct":
         if isinstance(J, CholeskyFactor):
             return J.solve(b)
@@ -111,9 +113,8 @@ def finite_param_grads(prob, x: torch.Tensor, w: torch.Tensor) -> dict:
     grads = param_grads(prob, x, w)
     batch_rank = len(prob.batch)
     broken = torch.zeros(prob.batch, dtype=torch.bool, device=prob.device)
-    for name, value in grads.items():
-        rank = value.dim() - batch_rank
-        broken = broken | ~torch.isfinite(value).flatten(batch_rank).all(-1) if rank else broken | ~torch.isfinite(value)
+    for value in grads.values():
+        broken = broken | ~finite_over(value, batch_rank)
     if bool(broken.any()):
         _warn(broken, "the gradient is not finite (the forward solve failed there)", "it is set to 0")
         for name, value in grads.items():

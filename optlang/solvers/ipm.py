@@ -37,6 +37,7 @@ from dataclasses import dataclass, fields, replace
 
 import torch
 
+from optlang.solvers.linalg import finite_over
 from optlang.solvers.result import CONVERGED, FAILED, INFEASIBLE, MAX_ITER, NO_DEADLINE, TIME_LIMIT, UNBOUNDED
 
 FRACTION = 0.99  # fraction to the boundary: s and lam stay positive
@@ -140,7 +141,7 @@ def _finite(pt: _Point):
     """Per element: is the point finite. The Jacobians are not checked: a non-finite Jacobian makes
     the next step, and so the next point, non-finite (and checking them costs (m + p) n per element)."""
     B = pt.x.shape[0]
-    return torch.stack([torch.isfinite(getattr(pt, f)).reshape(B, -1).all(1) for f in VECTOR_FIELDS]).all(0)
+    return torch.stack([finite_over(getattr(pt, f).reshape(B, -1), 1) for f in VECTOR_FIELDS]).all(0)
 
 
 def _mv(A, v):
@@ -236,7 +237,7 @@ def _factorize(H, pt: _Point, running):
     K = torch.where(running[:, None, None], K + torch.diag(reg), eye)
     LU, piv, info = torch.linalg.lu_factor_ex(K)
     # A zero pivot despite the regularization: the minimum-norm least-squares step instead.
-    bad = ((info != 0) | ~torch.isfinite(LU).flatten(1).all(1)) & torch.isfinite(K).flatten(1).all(1)
+    bad = ((info != 0) | ~finite_over(LU, 1)) & finite_over(K, 1)
     pinv = torch.linalg.pinv(K[bad]) if bool(bad.any()) else None
 
     def solve(rhs):

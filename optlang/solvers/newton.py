@@ -44,7 +44,7 @@ def newton(prob, x0: torch.Tensor, tol: float, max_iter: int, deadline=NO_DEADLI
     """Solve residual(x) = 0 by Newton steps from x0, on the PyTorch backend."""
     batch, n = x0.shape[:-1], x0.shape[-1]
     size = math.prod(batch)
-    ctx = Context(prob.take(torch.arange(size, device=x0.device)), deadline, **flags(prob.plan))
+    ctx = Context(prob.flat_batch(), deadline, **flags(prob.plan))
     x, res, done, iterations = newton_solve(x0.reshape(size, n), tol, max_iter, ctx)
     return SolveResult(x.reshape(batch + (n,)), done.reshape(batch), iterations.reshape(batch),
                        res.reshape(batch), timed_out=ctx.timed_out,

@@ -134,7 +134,7 @@ def is_finite(a):
 
 def all_finite(v):
     """Whether every entry of the instance's vector is finite."""
-    return torch.isfinite(v).all(-1, keepdim=True)
+    return linalg.finite_over(v, v.dim() - 1).unsqueeze(-1)
 
 
 def abs_(a):
@@ -208,7 +208,7 @@ def rows_times(d, A):
 
 
 def all_finite_matrix(A):
-    return torch.isfinite(A).all() if A.dim() == 2 else torch.isfinite(A).all(-1).all(-1).unsqueeze(-1)
+    return linalg.finite_over(A, 0) if A.dim() == 2 else linalg.finite_over(A, A.dim() - 2).unsqueeze(-1)
 
 
 def amax_abs_matrix(A):
@@ -243,7 +243,7 @@ def solve(A, b, ctx):
 def cholesky(A, ctx):
     """(L, ok): the lower Cholesky factor of A, and whether A was numerically positive definite."""
     L, info = torch.linalg.cholesky_ex(A)
-    return L, ((info == 0) & torch.isfinite(L).all(-1).all(-1)).unsqueeze(-1)
+    return L, ((info == 0) & linalg.finite_over(L, L.dim() - 2)).unsqueeze(-1)
 
 
 def cholesky_solve(L, b, ctx):

@@ -10,6 +10,10 @@ iterations; a step is kept only where it lowers the residual, so the polish
 can never make things worse. `prox_flat(z, step)` is prox_{step r}(z); at step
 0 it is the projection onto the sets (the prox terms vanish).
 
+Where f's Hessian is the identity (IDENTITY_HESSIAN: f = |x|^2 / 2 plus terms linear in x, as in
+a projection or a prox layer), the first proximal step at step 1 is the solution: the solve
+starts there, and the loop only runs should rounding leave it short of the tolerance.
+
 Where f is quadratic (QUADRATIC: its Hessian H does not depend on x), H is
 built once per solve (on PyTorch once for the whole batch where it reads no
 param, e.g. sparsemax's H = I): L starts at H's top eigenvalue (power
@@ -51,7 +55,9 @@ DENSE_HESSIAN_MAX = 1 << 22  # PyTorch: entries of the batch's Hessians up to wh
 
 def flags(plan) -> dict:
     """The constant flags (module constexprs on Triton, Context attributes here)."""
-    return {"QUADRATIC": plan.quadratic, "DIAGONAL": plan.function("free_mask") is not None}
+    identity = plan.quadratic and plan.function("hvp").is_identity_in("tangent")
+    return {"QUADRATIC": plan.quadratic, "DIAGONAL": plan.function("free_mask") is not None,
+            "IDENTITY_HESSIAN": identity}
 
 
 def fista(prob, tol: float, max_iter: int, accelerate: bool = True, x0=None, deadline=NO_DEADLINE) -> SolveResult:
@@ -62,7 +68,7 @@ def fista(prob, tol: float, max_iter: int, accelerate: bool = True, x0=None, dea
     # Batched dense Hessians past DENSE_HESSIAN_MAX entries are not built: backtracking on f instead.
     shared = not prob.plan.function("hvp").reads("param") if values["QUADRATIC"] else False
     values["QUADRATIC"] = values["QUADRATIC"] and (shared or size * n * n <= DENSE_HESSIAN_MAX)
-    ctx = Context(prob.take(torch.arange(size, device=prob.device)), deadline, SHARED_HESSIAN=shared, **values)
+    ctx = Context(prob.flat_batch(), deadline, SHARED_HESSIAN=shared, **values)
     start = torch.zeros(size, n, dtype=prob.dtype, device=prob.device) if x0 is None else x0.reshape(size, n)
     x, res, done, iterations = fista_solve(start, tol, max_iter, accelerate, ctx)
     return SolveResult(x.reshape(batch + (n,)), done.reshape(batch), iterations.reshape(batch), res.reshape(batch),
@@ -73,7 +79,12 @@ def fista(prob, tol: float, max_iter: int, accelerate: bool = True, x0=None, dea
 def fista_solve(x0, tol, max_iter, accelerate, ctx):
     """FISTA steps (and polish) from the projection of x0; (x, residual, converged, iterations)."""
     zero = 0.0 * full(1.0, ctx)
-    x = prox_flat(x0, zero, ctx)
+    if ctx.IDENTITY_HESSIAN:
+        # f = |x|^2 / 2 + terms linear in x: x - grad f(x) is the same point for every x, and one
+        # proximal step at step 1 from anywhere is the minimizer (sparsemax, a projection, a prox).
+        x = prox_flat(x0 - gradient_flat(x0, ctx), 1.0 + zero, ctx)
+    else:
+        x = prox_flat(x0, zero, ctx)
     F = residual_flat(x, ctx)
     scale = amax_abs(F)
     res = relative_residual(F, scale)

@@ -6,6 +6,8 @@ from dataclasses import dataclass
 
 import torch
 
+from optlang.solvers.linalg import finite_over
+
 # Per-element outcome codes, `SolveResult.status` holds their index.
 STATUS = ("converged", "max_iter", "infeasible", "unbounded", "failed", "time_limit")
 CONVERGED, MAX_ITER, INFEASIBLE, UNBOUNDED, FAILED, TIME_LIMIT = range(len(STATUS))
@@ -46,6 +48,9 @@ class SolveResult:
     # quadratic's Hessian) and every element factored: the backward solves with it instead of
     # building and factoring the same matrix again.
     factor: torch.Tensor | None = None
+    # What the backend's helpers kept from the forward for this call's backward (the PyTorch
+    # backend's simplex_tau memo); never read by the solvers.
+    memo: object = None
 
     def status_codes(self) -> torch.Tensor:
         """The codes; an element that ended with a non-finite residual or state is "failed"."""
@@ -54,7 +59,7 @@ class SolveResult:
             status = torch.where(self.converged, CONVERGED, MAX_ITER).to(torch.int64)
         if self.timed_out:
             status = torch.where(status == MAX_ITER, TIME_LIMIT, status)
-        broken = ~self.converged & ~(torch.isfinite(self.residual) & torch.isfinite(self.x).all(-1))
+        broken = ~self.converged & ~(torch.isfinite(self.residual) & finite_over(self.x, self.x.dim() - 1))
         return torch.where(broken, FAILED, status)
 
 
