@@ -257,6 +257,7 @@ def test_a_solve_past_its_time_limit_stops_and_says_so(name, monkeypatch):
     looks = []
     monkeypatch.setattr(result.Deadline, "passed", lambda self: looks.append(1) or len(looks) > 2)
     monkeypatch.setattr(pgd, "POLISH_AT_QUADRATIC", 0.0)  # Newton would finish the lasso in two iterations
+    monkeypatch.setattr(pgd, "POLISH_AT_DIAGONAL", 0.0)
     if name == "newton":
         layer = optlang.compile_string("problem p\ndim n\nparam u[n]\nvar x[n]\n"
                                        "minimize sum(exp(x)) + sumsq(x - u) + sum(x^4)\n")

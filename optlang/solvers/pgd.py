@@ -45,6 +45,12 @@ from optlang.solvers.result import NO_DEADLINE, SolveResult
 
 POLISH_AT = 1e-3  # relative residual below which Newton polishing starts
 POLISH_AT_QUADRATIC = 0.3  # the same where f is quadratic (a polish step is then cheap and exact)
+# ... and where the prox's Jacobian is also diagonal (boxes, norm1: NNLS, the lasso), from the first
+# step: the polish's Newton system is then f's Hessian on the free coordinates (nonsingular where f
+# is strictly convex), the primal-dual active set method, which settles the active set in a few
+# steps where FISTA takes many (NNLS B=64 40x20: 6 FISTA steps + 5 polish rounds became 1 + 5).
+# Not on a simplex, whose polish systems can be singular (the SVM dual: 104 iterations became 114).
+POLISH_AT_DIAGONAL = 1e30
 POLISH_STEPS = 20
 POLISH_HALVINGS = 12  # a polish step that does not help at 2^-11 of its length is not taken
 POLISH_EVERY = 50  # FISTA iterations between polish attempts while some element is still far off
@@ -99,6 +105,8 @@ def fista_solve(x0, tol, max_iter, accelerate, ctx):
         quadratic = all_finite_matrix(H) | quadratic
         L = where(quadratic, top_eigenvalue(H, x, ctx), L)
         polish_at = where(quadratic, POLISH_AT_QUADRATIC, polish_at)
+        if ctx.DIAGONAL:
+            polish_at = where(quadratic, POLISH_AT_DIAGONAL, polish_at)
     y = x
     t = full(1.0, ctx)
     steps = 0
@@ -139,7 +147,7 @@ def fista_solve(x0, tol, max_iter, accelerate, ctx):
         ready = going & (batch_all((res <= polish_at) | done) | (steps % POLISH_EVERY == 0))
         if any_(ready):
             before = res
-            x, res, done, iterations = polish(x, res, scale, tol, done, iterations, ready, H, quadratic, ctx)
+            x, res, done, iterations = polish(x, res, scale, tol, max_iter, done, iterations, ready, H, quadratic, ctx)
             y = where(ready, x, y)
             t = where(ready, 1.0, t)
             # Polish again only after FISTA has made a decade of progress; where this polish gained nothing
@@ -204,14 +212,14 @@ def backtrack(y, g, fy, L, active, ctx):
 
 
 @kernel
-def polish(x, res, scale, tol, done, iterations, ready, H, quadratic, ctx):
+def polish(x, res, scale, tol, max_iter, done, iterations, ready, H, quadratic, ctx):
     """Semismooth Newton on the proximal-gradient fixed point for the instances `ready`; each keeps only
     improving steps, and stops at the first step that does not improve (from the same point the next
-    would be the same).
+    would be the same). A round counts as an iteration, so no instance passes max_iter.
 
     With a quadratic's dense Hessian H and a diagonal prox Jacobian D (`free_mask`), the Jacobian
     I - D (I - H) is built from them, not from n directional derivatives."""
-    active = ready & (done == 0)
+    active = ready & (done == 0) & (iterations < max_iter)
     rounds = 0
     while any_(active) & (rounds < POLISH_STEPS):
         F = residual_flat(x, ctx)
@@ -239,6 +247,6 @@ def polish(x, res, scale, tol, done, iterations, ready, H, quadratic, ctx):
             halvings += 1
         iterations = iterations + where(better, 1, 0)
         done = done | (res <= tol)
-        active = better & (done == 0)
+        active = better & (done == 0) & (iterations < max_iter)
         rounds += 1
     return x, res, done, iterations
