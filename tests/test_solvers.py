@@ -317,3 +317,31 @@ def test_solve_spd_matches_lu_and_hands_what_it_cannot_factor_to_it(seed, batch,
     assert torch.equal(singular, want_singular)
     assert torch.allclose(x, want, rtol=1e-9, atol=1e-9)
     assert torch.isfinite(x).all()
+
+
+@given(seed=seeds, batch=st.sampled_from([(1,), (5,), (2, 3)]), n=st.integers(1, 9), start=st.integers(0, 3),
+       dtype=st.sampled_from([torch.float64, torch.float32]),
+       planted=st.lists(st.sampled_from(["inf", "-inf", "nan", "huge", "-huge", "inf-inf"]), max_size=4))
+def test_finite_over_is_isfinite_all_also_where_a_sum_would_overflow(seed, batch, n, start, dtype, planted):
+    """finite_over is isfinite(t).all(over the trailing dims), exactly: entries near the dtype's largest
+    value (whose sum overflows to inf), a +inf beside a -inf (whose sum is NaN), NaNs, and clean rows."""
+    from optlang.solvers.linalg import finite_over
+
+    g = torch.Generator().manual_seed(seed)
+    t = torch.randn(batch + (n,), generator=g, dtype=torch.float64).to(dtype)
+    flat = t.view(-1)
+    big = torch.finfo(dtype).max
+    for i, kind in enumerate(planted):
+        at = int(torch.randint(flat.numel(), (1,), generator=g))
+        if kind == "inf-inf":
+            flat[at] = float("inf")
+            flat[(at + 1) % flat.numel()] = float("-inf")
+        elif kind.endswith("huge"):
+            flat[at] = -big if kind.startswith("-") else big
+            flat[(at + 1) % flat.numel()] = flat[at]  # two of them overflow a sum
+        else:
+            flat[at] = float(kind)
+    start = min(start, t.dim())
+    dims = tuple(range(start, t.dim()))
+    want = torch.isfinite(t).all(dim=dims) if dims else torch.isfinite(t)
+    assert torch.equal(finite_over(t, start), want)

@@ -164,21 +164,24 @@ def _newton_tau(z, dims: tuple):
 
     phi is convex, piecewise linear and decreasing, and max z - 1 <= tau, so each step
     t + phi(t) / #{z > t} lands at or below tau, and the count of entries above t only falls: at
-    most n steps, and as many as the support's size changes, a handful in practice (six rounds of
-    four elementwise ops on sparsemax's 1024 x 100, about half a sort's time). Once the count stays
-    the same, the step came from tau's linear piece and landed on tau.
+    most n steps, and as many as the support's size changes, a handful in practice. Once the count
+    stays the same, the step came from tau's linear piece and landed on tau. Each step is four
+    passes over one buffer: relu(z - t) in place, its sum, and its count as the sum of its signs
+    (a float sum; comparing into a bool tensor and counting that costs twice as much). Six steps
+    on sparsemax's 1024 x 100 take about a fifth of a sort's time.
     """
     flat = _last_dim(z, dims)
     t = flat.amax(-1, keepdim=True) - 1.0
-    d = flat - t  # one buffer for z - t, one for z > t, over all the steps
-    above = d > 0
-    count = above.sum(-1, keepdim=True)
+    d = flat - t  # one buffer for relu(z - t), one for its signs, over all the steps
+    signs = torch.empty_like(d)
+    count = None
     for _ in range(flat.shape[-1] + 1):
-        t = t + (d.clamp_(min=0).sum(-1, keepdim=True) - 1.0) / count.clamp(min=1)
-        torch.sub(flat, t, out=d)
-        torch.gt(d, 0, out=above)
-        new_count = above.sum(-1, keepdim=True)
-        if torch.equal(new_count, count):
+        d.clamp_(min=0)
+        # a NaN row counts nothing, as a comparison would (and so it stops with the others)
+        new_count = torch.sign(d, out=signs).sum(-1, keepdim=True).nan_to_num_(nan=0.0)
+        if count is not None and torch.equal(new_count, count):
             break
         count = new_count
+        t = t + (d.sum(-1, keepdim=True) - 1.0) / count.clamp(min=1)
+        torch.sub(flat, t, out=d)
     return t.squeeze(-1)
