@@ -12,20 +12,22 @@ from optlang.runtime.bound import BoundProblem
 pytestmark = [pytest.mark.triton, pytest.mark.skipif(resources.available() is not None,
                                                      reason=str(resources.available()))]
 
-# (example, dims, dtype, kernels the call launches): issue 8's sizes (NNLS A 64 x 32, DEQ d = 64)
-# and the largest QP whose interior point fits (n + m + p = 22: a 32 x 32 tile).
+# (example, dims, dtype, kernels the call launches): issue 8's sizes (NNLS A 64 x 32, DEQ d = 64,
+# sparsemax n = 256: one prox step, no n x n tile, and a PyTorch backward with nothing to solve) and
+# the largest QP whose interior point fits (n + m + p = 22: a 32 x 32 tile).
 ON_CHIP = [
     ("nnls", {"m": 64, "n": 32}, "fp32", ("fista_kernel", "backward_cg_kernel", "backward_direct_kernel")),
     ("nnls", {"m": 64, "n": 32}, "fp64", ("fista_kernel",)),
     ("deq", {"d": 64, "k": 16}, "fp32", ("anderson_kernel", "newton_kernel", "backward_direct_kernel")),
     ("deq", {"d": 64, "k": 16}, "fp64", ("newton_kernel",)),
     ("qp", {"n": 10, "m": 10, "p": 2}, "fp32", ("ipm_kernel", "backward_kkt_kernel")),
+    ("sparsemax", {"n": 256}, "fp32", ("fista_kernel",)),
+    ("sparsemax", {"n": 256}, "fp64", ("fista_kernel",)),
 ]
 # Sizes the default choice sends to PyTorch: the OptNet QPs (n = 20 with 20/5, n = 64 with 32/8: the
-# interior point's KKT tile is 64 x 64 and 128 x 128) and sparsemax n = 256 (its polish's 256 x 256
-# Jacobian is above the hard cap).
+# interior point's KKT tile is 64 x 64 and 128 x 128).
 ON_PYTORCH = [("qp", {"n": 20, "m": 20, "p": 5}, "fp32"), ("qp", {"n": 64, "m": 32, "p": 8}, "fp32"),
-              ("qp", {"n": 64, "m": 32, "p": 8}, "fp64"), ("sparsemax", {"n": 256}, "fp32")]
+              ("qp", {"n": 64, "m": 32, "p": 8}, "fp64")]
 
 
 def bound_for(example, dims, dtype):

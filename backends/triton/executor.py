@@ -95,7 +95,10 @@ class TritonExecutor:
         method = backward_method(bound.plan, bound.n, options["backward"])
         # A method with no kernel in this module (gmres, neumann; cg on a simplex's free set, whose
         # prox_jvp only the PyTorch functions have) runs the PyTorch backward on the same device.
-        if method in ("gmres", "neumann") or (method == "cg" and not hasattr(bound.module, "backward_cg_kernel")):
+        # An identity dF/dx (sparsemax) leaves nothing to solve: the PyTorch backward is its (dF/dtheta)^T g,
+        # where a kernel would build and eliminate the n x n identity.
+        if method in ("gmres", "neumann") or (method == "cg" and not hasattr(bound.module, "backward_cg_kernel")) \
+                or bound.plan.identity_jacobian:
             return _torch_backward(bound, x, g, options, wanted)
         launch = _Launch(bound)
         B = launch.B
@@ -258,6 +261,8 @@ def _largest_tile(bound) -> tuple:
     what = (f"var '{plan.var.name}' has" if len(plan.vars) == 1 else
             f"vars {', '.join(v.name for v in plan.vars)} have")
     worst = (n * n, f"the dense Jacobian is {n} x {n} ({what} {bound.n} entries)")
+    if _solved_by_one_prox_step(plan):
+        worst = (n, f"{what} {bound.n} entries")
     if plan.kind == "kkt":
         worst = (n * n, f"the dense Jacobian is {n} x {n} (the vars and duals have {bound.n} entries)")
     blocks = {d: next_pow2(v) for d, v in bound.dims.items() if v is not None}
@@ -281,6 +286,14 @@ def _largest_tile(bound) -> tuple:
             if size(shape) > worst[0]:
                 worst = (size(shape), f"{fn.name} holds a tile of {size(shape)} elements ({op.out})")
     return worst
+
+
+def _solved_by_one_prox_step(plan) -> bool:
+    """Whether no kernel of the plan holds an n x n tile: FISTA's IDENTITY_HESSIAN solve is one prox
+    step and its residual, and the backward of an identity dF/dx runs no kernel (`backward`)."""
+    from optlang.solvers import pgd
+
+    return plan.kind == "prox" and plan.identity_jacobian and pgd.flags(plan)["IDENTITY_HESSIAN"]
 
 
 def _warn(flags: torch.Tensor, batch: tuple, what: str, how: str) -> None:

@@ -429,10 +429,14 @@ def templates(plan: Plan) -> list[str]:
     if plan.kind == "kkt":  # the ipm template holds the forward and the direct backward
         return ["common", "flat", "ipm"]
     forward = [FORWARD[s][0] for s in SOLVERS[label]]
-    parts = sorted(set(forward), key=forward.index) + ["backward"]
-    # The in-kernel CG takes the free set as a mask; a simplex's (prox_jvp) runs on the PyTorch functions.
-    if "cg" in allowed_backwards(label, plan.function("free_mask") is not None):
-        parts.append("backward_cg")
+    parts = sorted(set(forward), key=forward.index)
+    # An identity dF/dx (sparsemax) leaves the backward nothing to solve: it runs on the PyTorch
+    # functions (executor.backward), and the module holds no backward kernel.
+    if not plan.identity_jacobian:
+        parts.append("backward")
+        # The in-kernel CG takes the free set as a mask; a simplex's (prox_jvp) runs on the PyTorch functions.
+        if "cg" in allowed_backwards(label, plan.function("free_mask") is not None):
+            parts.append("backward_cg")
     # The shared solvers' array interface before them, if the module holds one.
     return ["common", "flat"] + (["ops"] if set(parts) & set(SHARED) else []) + parts
 

@@ -12,7 +12,7 @@ can never make things worse. `prox_flat(z, step)` is prox_{step r}(z); at step
 
 Where f's Hessian is the identity (IDENTITY_HESSIAN: f = |x|^2 / 2 plus terms linear in x, as in
 a projection or a prox layer), the first proximal step at step 1 is the solution: the solve
-starts there, and the loop only runs should rounding leave it short of the tolerance.
+is that step and its residual (a step from there would land on the same point).
 
 Where f is quadratic (QUADRATIC: its Hessian H does not depend on x), H is
 built once per solve (on PyTorch once for the whole batch where it reads no
@@ -88,9 +88,21 @@ def fista_solve(x0, tol, max_iter, accelerate, ctx):
     if ctx.IDENTITY_HESSIAN:
         # f = |x|^2 / 2 + terms linear in x: x - grad f(x) is the same point for every x, and one
         # proximal step at step 1 from anywhere is the minimizer (sparsemax, a projection, a prox).
+        # A FISTA or Newton step from it would land on it again, so none is taken (an instance that
+        # rounding left short of the tolerance reports so), and the kernel holds no n x n Hessian.
         x = prox_flat(x0 - gradient_flat(x0, ctx), 1.0 + zero, ctx)
+        F = residual_flat(x, ctx)
+        res = relative_residual(F, amax_abs(F))
+        done = res <= tol
+        iterations = zero_count(ctx)
     else:
-        x = prox_flat(x0, zero, ctx)
+        x, res, done, iterations = fista_iterate(prox_flat(x0, zero, ctx), tol, max_iter, accelerate, ctx)
+    return x, res, done, iterations
+
+
+@kernel
+def fista_iterate(x, tol, max_iter, accelerate, ctx):
+    """FISTA steps (and polish) from x, a point of the sets."""
     F = residual_flat(x, ctx)
     scale = amax_abs(F)
     res = relative_residual(F, scale)
