@@ -84,7 +84,7 @@ def _reduction(node: ast.Call, name: str, x, axis):
             raise OptError(
                 f"axis={ax} is out of range for {shapes.fmt(x.shape)}",
                 span,
-                f"{name} here takes axis 0 to {len(x.shape) - 1}" if x.shape else f"the argument is a scalar; drop the axis",
+                f"{name} here takes axis 0 to {len(x.shape) - 1}" if x.shape else "the argument is a scalar; drop the axis",
             )
     if name == "sum":
         return A.reduce("sum", x, ax)
