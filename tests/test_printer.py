@@ -144,7 +144,7 @@ def test_deep_expressions_print_without_recursion():
 
 
 @pytest.mark.parametrize("a_batch, v_batch", [((), ()), ((), (4,)), ((3,), (3,)), ((2, 3), (2, 3)),
-                                              ((3,), (5, 3)), ((3, 1), (3, 4)), ((1,), (4,))])
+                                              ((3,), (5, 3)), ((3, 1), (3, 4)), ((1,), (4,)), ((2, 3, 1), (2, 3, 5))])
 def test_generated_products_agree_with_einsum_on_every_batch_layout(a_batch, v_batch):
     """support.matvec/vecmat/matmat take matmul or einsum by the operands' batch dims: every layout
     the generated code meets (shared matrix, same batch, a Jacobian's extra direction dim) gives
