@@ -457,3 +457,33 @@ def test_cached_hashes_are_not_pickled():
     assert one == two and two.__dict__.get("_same") is one and "_hash" in two.__dict__
     copied = pickle.loads(pickle.dumps(two))
     assert not {"_hash", "_same"} & set(copied.__dict__) and copied == one
+
+
+TWO_VARS = "problem two\ndim d\nparam a[d], c\nvar w[d], b\nminimize sum(exp(a * w)) + (b - c)^2 + sumsq(w - b)\n"
+
+
+@pytest.mark.parametrize("name", ["ridge", "logistic", "nnls", "box_ls", "two_vars"])
+@settings(max_examples=10, deadline=None)
+@given(seed=st.integers(0, 2**32 - 1), batch=st.sampled_from([(), (3,), (2, 2)]))
+def test_the_fused_objective_gradient_is_the_objective_and_the_gradient(name, seed, batch):
+    """What the line searches call (BoundProblem.objective_gradient, one generated function) gives the
+    objective and the gradient functions' values, on a state of one block and of two (w, then b)."""
+    from optlang.runtime.bound import BoundProblem
+    from optlang.runtime.executor import TorchExecutor
+
+    rng = np.random.default_rng(seed)
+    if name == "two_vars":
+        plan = optlang.compile_string(TWO_VARS).plan
+        dims = {"d": 4}
+        params = {"a": rng.standard_normal(batch + (4,)), "c": rng.standard_normal(batch)}
+    else:
+        c = make_case(BY_NAME[name], seed, batch=batch)
+        plan, dims, params = layer(name).plan, c.size, c.params
+    params = {k: torch.as_tensor(v, dtype=torch.float64) for k, v in params.items()}
+    bound = BoundProblem(TorchExecutor().module_for(plan), plan, params, dims, batch, torch.float64,
+                         torch.device("cpu"))
+    x = torch.as_tensor(rng.standard_normal(batch + (bound.n,)), dtype=torch.float64)
+    f, g = bound.objective_gradient(x)
+    assert f.shape == batch and g.shape == batch + (bound.n,)
+    torch.testing.assert_close(f, bound.objective(x), rtol=1e-13, atol=1e-13)
+    torch.testing.assert_close(g, bound.gradient(x), rtol=1e-13, atol=1e-13)

@@ -463,7 +463,7 @@ def print_plan(plan: Plan) -> str:
     ]
     problem = []
     for fn in plan.functions:
-        if fn.name in LAYER_ONLY:
+        if fn.name in LAYER_ONLY or fn.name in TORCH_ONLY:
             continue
         problem += ["", "", f"# --- {fn.name}: {fn.doc} ---"] + print_function(fn, layout)
     problem += ["", "", fill_template(template(parts[1]), values)] + adapter_lines(plan, layout)
@@ -506,6 +506,9 @@ def flag_lines(plan: Plan, parts: list) -> list[str]:
 # Functions the layer evaluates with the PyTorch backend on any backend (a few ops after the solve,
 # under autograd): no kernel calls them.
 LAYER_ONLY = ("duals", "value", "prox_jvp")  # prox_jvp: the PyTorch CG backward's
+# Functions eager PyTorch needs fused and a kernel does not (its compiler shares the terms of the
+# functions it inlines): ops' objective_gradient_flat calls objective_flat and gradient_flat.
+TORCH_ONLY = ("objective_gradient",)
 
 
 def wrap(line: str, width: int = 110) -> str:

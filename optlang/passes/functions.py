@@ -78,6 +78,13 @@ def derive_functions(cond: Conditions) -> Functions:
                                 "the smooth part of the objective (minimized)"))
         fns.append(FunctionSpec("gradient", xs + theta, tuple(zip(names, cond.gradient)),
                                 "the gradient of the objective's smooth part in the vars"))
+        if cond.kind in ("smooth", "prox"):
+            # Both at one point, as the line searches need them: eager PyTorch then computes their
+            # common terms (X @ w) once. Triton kernels call objective and gradient, whose inlined
+            # terms the compiler shares, so their modules leave this one out (printer.TORCH_ONLY).
+            fns.append(FunctionSpec("objective_gradient", xs + theta,
+                                    (("f", cond.objective),) + tuple(zip(names, cond.gradient)),
+                                    "the objective's smooth part and its gradient in the vars, in one pass"))
         if cond.kind != "kkt":
             fns.append(FunctionSpec("hvp", xs + theta + v_vars,
                                     tuple((n, jvp(g, along_vars)) for n, g in zip(names, cond.gradient)),

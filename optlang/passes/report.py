@@ -39,6 +39,8 @@ def print_conditions(stages) -> str:
     lines += _method(stages.plan.choices)
     lines.append("derived functions  (a subexpression used twice is a temporary, named as in `optlang emit`)")
     for spec in stages.functions.functions:
+        if spec.name == "objective_gradient":  # the objective and gradient above, fused for the solvers
+            continue
         lines.append("")
         lines += print_function(spec, stages.plan.function(spec.name), names)
     return "\n".join(lines).rstrip() + "\n"

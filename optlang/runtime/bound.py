@@ -65,8 +65,12 @@ class BoundProblem:
         outs = outs if isinstance(outs, tuple) else (outs,)
         spec = self.plan.function(name)
         layout = self.residual_layout if name in ("residual", "jvp_x") else self.state
+        return self._concat(spec.outputs, outs, layout, batch)
+
+    def _concat(self, outputs, outs, layout, batch: tuple):
+        """Outputs keyed by block, flattened into one tensor in `layout`'s order."""
         pieces = []
-        for (key, _), out in zip(spec.outputs, outs):
+        for (key, _), out in zip(outputs, outs):
             _, size, shape = layout[key]
             if not (isinstance(out, torch.Tensor) and out.dtype == self.dtype):
                 out = torch.as_tensor(out, dtype=self.dtype, device=self.device)
@@ -84,6 +88,12 @@ class BoundProblem:
 
     def gradient(self, x):
         return self.flat("gradient", x.shape[:-1], state=x)
+
+    def objective_gradient(self, x):
+        """(f, its gradient on the flat state) from one call of the fused function."""
+        f, *grads = self.call("objective_gradient", state=x)
+        f = torch.as_tensor(f, dtype=self.dtype, device=self.device).expand(x.shape[:-1])
+        return f, self._concat(self.plan.function("objective_gradient").outputs[1:], grads, self.state, x.shape[:-1])
 
     def hvp(self, x, v):
         return self.flat("hvp", x.shape[:-1], state=x, direction=v)

@@ -25,7 +25,8 @@ import torch
 from optlang.solvers.ops import (Context, abs_, add_diagonal, all_finite, amax_abs, any_, at_least, cholesky,
                                  cholesky_solve, compact, diagonal, dot, finish, full, gradient_flat, identity,
                                  is_finite, jacobian, keep_factor, keep_going, kernel, machine_eps, objective_flat,
-                                 relative_residual, residual_flat, solve, transpose, where, where_matrix, zero_count)
+                                 objective_gradient_flat, relative_residual, residual_flat, solve, transpose, where,
+                                 where_matrix, zero_count)
 from optlang.solvers.result import NO_DEADLINE, SolveResult
 
 ARMIJO = 1e-4
@@ -54,7 +55,7 @@ def newton(prob, x0: torch.Tensor, tol: float, max_iter: int, deadline=NO_DEADLI
 @kernel
 def newton_solve(x, tol, max_iter, ctx):
     """Newton steps from x to a relative residual <= tol; (x, residual, converged, iterations)."""
-    F = residual_flat(x, ctx)
+    merit, F = merit_and_residual(x, ctx)
     scale = amax_abs(F)
     res = relative_residual(F, scale)
     done = res <= tol
@@ -66,16 +67,16 @@ def newton_solve(x, tol, max_iter, ctx):
         chol = keep_factor(chol, factored, ctx)
     going = (done == 0) & (iterations < max_iter)
     while keep_going(going, ctx):
-        x, res, done, iterations, F, scale, factored, chol, going = compact(
-            going, (x, res, done, iterations), (F, scale, factored, chol, going), ctx)
+        x, res, done, iterations, F, merit, scale, factored, chol, going = compact(
+            going, (x, res, done, iterations), (F, merit, scale, factored, chol, going), ctx)
         x_new = x
         if ctx.QUADRATIC:
             x_new = x + cholesky_solve(chol, -F, ctx)
         general = going & (factored == 0)
         if any_(general):
-            x_new = where(factored, x_new, newton_step(x, F, general, ctx))
+            x_new = where(factored, x_new, newton_step(x, F, merit, general, ctx))
         x = where(going, x_new, x)
-        F = residual_flat(x, ctx)
+        merit, F = merit_and_residual(x, ctx)
         iterations = iterations + where(going, 1, 0)
         res = where(going, relative_residual(F, scale), res)
         done = done | (res <= tol)
@@ -95,8 +96,21 @@ def merit_flat(x, ctx):
 
 
 @kernel
-def newton_step(x, F, going, ctx):
-    """One damped Newton step from x, where F = residual(x), for the instances going."""
+def merit_and_residual(x, ctx):
+    """(the line search's merit, F) at x: for a minimize problem f and its gradient, from one call
+    that computes their common terms once; for a root |F|^2 / 2. A convex quadratic's factored steps
+    need no merit: there F alone (newton_step evaluates f for an instance that steps otherwise)."""
+    if ctx.MINIMIZE & (ctx.QUADRATIC == 0):
+        merit, F = objective_gradient_flat(x, ctx)
+    else:
+        F = residual_flat(x, ctx)
+        merit = 0.5 * dot(F, F)
+    return merit, F
+
+
+@kernel
+def newton_step(x, F, merit0, going, ctx):
+    """One damped Newton step from x, where (merit0, F) = merit_and_residual(x), for the instances going."""
     J = jacobian(x, ctx)
     if ctx.LOCAL:
         dx = modified_newton_step(J, F, ctx)
@@ -105,10 +119,10 @@ def newton_step(x, F, going, ctx):
     if ctx.MINIMIZE:
         # A step that does not descend on f is replaced by the negative gradient.
         dx = where(dot(F, dx) < 0.0, dx, -F)
-        merit0 = objective_flat(x, ctx)
+        if ctx.QUADRATIC:
+            merit0 = objective_flat(x, ctx)
         slope = dot(F, dx)
     else:
-        merit0 = 0.5 * dot(F, F)
         slope = -2.0 * merit0
     return line_search(x, dx, merit0, slope, going, ctx)
 

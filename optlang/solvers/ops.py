@@ -263,6 +263,12 @@ def objective_flat(x, ctx):
     return ctx.prob.objective(x).unsqueeze(-1)
 
 
+def objective_gradient_flat(x, ctx):
+    """(objective_flat(x), gradient_flat(x)) from one generated function."""
+    f, g = ctx.prob.objective_gradient(x)
+    return f.unsqueeze(-1), g
+
+
 def jacobian(x, ctx):
     return ctx.prob.jacobian(x)
 

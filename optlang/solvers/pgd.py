@@ -38,9 +38,9 @@ import torch
 from optlang.solvers.ops import (Context, abs_, all_finite, all_finite_matrix, amax_abs, amax_abs_matrix, any_,
                                  at_least, at_most, batch_all, batch_any, batch_max, dot, free_set, full,
                                  gradient_flat, hessian, identity, is_finite, jacobian, keep_going, kernel,
-                                 machine_eps, objective_flat, power_start, prox_flat, relative_residual,
-                                 residual_flat, rows_times, solve, sqrt_, times, tiny, where, where_matrix,
-                                 zero_count)
+                                 machine_eps, objective_flat, objective_gradient_flat, power_start, prox_flat,
+                                 relative_residual, residual_flat, rows_times, solve, sqrt_, times, tiny, where,
+                                 where_matrix, zero_count)
 from optlang.solvers.result import NO_DEADLINE, SolveResult
 
 POLISH_AT = 1e-3  # relative residual below which Newton polishing starts
@@ -124,21 +124,23 @@ def fista_iterate(x, tol, max_iter, accelerate, ctx):
     steps = 0
     going = (done == 0) & (steps < max_iter)
     while keep_going(going, ctx):
-        g = gradient_flat(y, ctx)
         x_new = y
         if ctx.QUADRATIC:
+            g = gradient_flat(y, ctx)
             x_new, L = quadratic_step(H, y, g, L, going & quadratic, ctx)
+        else:
+            fy, g = objective_gradient_flat(y, ctx)  # backtracking needs both at y
         general = going & (quadratic == 0)
         if any_(general):
-            fy = objective_flat(y, ctx)
+            if ctx.QUADRATIC:  # an instance whose dense Hessian is not finite
+                fy = objective_flat(y, ctx)
             # The extrapolated point y can leave the domain of f (x log x, log, sqrt at or past the
             # boundary of a set): restart there from the last iterate, which every accepted step keeps finite.
             outside = general & ((is_finite(fy) & all_finite(g)) == 0)
             if any_(outside):
                 y = where(outside, x, y)
                 t = where(outside, 1.0, t)
-                g = gradient_flat(y, ctx)
-                fy = objective_flat(y, ctx)
+                fy, g = objective_gradient_flat(y, ctx)
             x_general, L = backtrack(y, g, fy, L, general, ctx)
             x_new = where(general, x_general, x_new)
         # The curvature along the path can be far below the bound found: let the step grow back.

@@ -287,3 +287,10 @@ def hessian(x, __SIG__):
         col = hvp_flat(x, e, __ARGS__)
         H = tl.where(i[None, :] == j, col[:, None], H)
     return H
+
+
+@triton.jit
+def objective_gradient_flat(x, __SIG__):
+    """(f, grad f) at x: both inlined into one kernel, whose compiler computes their common terms once
+    (the PyTorch backend calls the fused generated function instead)."""
+    return objective_flat(x, __ARGS__), gradient_flat(x, __ARGS__)
