@@ -54,7 +54,7 @@ def programs(draw) -> str:
 
     depth = draw(st.integers(1, 4))
     statement = draw(st.sampled_from(["minimize", "minimize", "maximize", "root", "fixed_point"]))
-    lines = [f"problem fuzz", f"dim {', '.join(dims)}", f"param {', '.join(decl)}", f"var {', '.join(vars_)}"]
+    lines = ["problem fuzz", f"dim {', '.join(dims)}", f"param {', '.join(decl)}", f"var {', '.join(vars_)}"]
     if statement in ("minimize", "maximize"):
         body = f"sumsq({vec_var} - {vec_params[0]}) + {expr(depth, False)}"
         if scalar_var:

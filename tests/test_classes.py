@@ -35,7 +35,6 @@ from hypothesis import strategies as st
 import cvxpy as cp
 import optlang
 import references as R
-from optlang.errors import NotSupportedError
 from optlang.passes.select import allowed_backwards, has_free_set, kind_label
 from problems import BATCHES, EXAMPLES, MARGIN, rel_err
 

@@ -5,7 +5,6 @@ from __future__ import annotations
 import io
 import pickle
 
-import numpy as np
 import pytest
 import torch
 from hypothesis import given, settings, strategies as st
