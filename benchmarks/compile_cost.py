@@ -76,7 +76,7 @@ def main() -> int:
             signal.setitimer(signal.ITIMER_REAL, args.limit)
             started = time.perf_counter()
             try:
-                outcome = _compile_and_call(optlang, make(k))
+                _compile_and_call(optlang, make(k))
                 cells.append(f"{time.perf_counter() - started:9.2f}s")
             except optlang.OptError as err:
                 first = str(err).splitlines()[0]

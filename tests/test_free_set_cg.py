@@ -68,6 +68,23 @@ def test_the_simplex_threshold_is_the_sorted_one(n, rows, scale, ties, seed):
     torch.testing.assert_close(_newton_tau(flat, (-1,)), torch.full((2,), 3.0 - 1.0 / n, dtype=torch.float64))
 
 
+
+def test_a_nan_row_gets_a_nan_threshold_and_leaves_the_others_alone(monkeypatch):
+    """A row with a NaN counts no support (as a comparison would), so it stops with the others in a
+    handful of steps instead of running n; its tau is NaN, the other rows' the sorted threshold."""
+    from optlang.backends.torch import support
+
+    z = torch.randn(5, 200, dtype=torch.float64, generator=torch.Generator().manual_seed(3))
+    z[2, 17] = float("nan")
+    steps = []
+    real_sub = torch.sub
+    monkeypatch.setattr(support.torch, "sub", lambda *a, **k: steps.append(1) or real_sub(*a, **k))
+    tau = support._newton_tau(z, (-1,))
+    monkeypatch.undo()
+    assert torch.isnan(tau[2]) and len(steps) < 20
+    keep = [0, 1, 3, 4]
+    torch.testing.assert_close(tau[keep], _sorted_tau(z[keep]), rtol=1e-13, atol=1e-13)
+
 def test_the_simplex_threshold_reuses_only_a_bitwise_equal_input_within_a_scope():
     """support.simplex_tau keeps its last value inside a memo_scope: given again for an equal input,
     recomputed for any other (an input changed in place since included), never reused under autograd,

@@ -2,7 +2,10 @@
 eigenvalue, the step's upper bound exact whatever L it starts from, and the same solution as backtracking."""
 import types
 
+import pytest
 import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 import optlang
 from optlang.solvers import ops, pgd
@@ -52,3 +55,54 @@ def test_the_quadratic_path_and_backtracking_reach_the_same_solution(monkeypatch
     flags = pgd.flags
     monkeypatch.setattr(pgd, "flags", lambda plan: dict(flags(plan), QUADRATIC=False))
     torch.testing.assert_close(layer.solve(A=A, b=b, warn=False).x, quadratic, rtol=1e-9, atol=1e-12)
+
+
+POINT_PROXES = {  # f = |x - v|^2 / 2 with a set or prox term: the solution is that prox of v, in closed form
+    "soft_threshold": ("problem st\ndim n\nparam v[n], lam >= 0\nvar x[n]\n"
+                       "minimize 0.5 * sumsq(x - v) + lam * norm1(x)\n",
+                       lambda p: torch.sign(p["v"]) * torch.relu(p["v"].abs() - p["lam"][..., None])),
+    "box": ("problem box\ndim n\nparam v[n], lo[n], hi[n]\nvar x[n]\nminimize 0.5 * sumsq(x - v)\n"
+            "subject to\n  x >= lo\n  x <= hi\n", lambda p: torch.minimum(torch.maximum(p["v"], p["lo"]), p["hi"])),
+    "ball": ("problem ball\ndim n\nparam v[n], r > 0\nvar x[n]\nminimize 0.5 * sumsq(x - v)\n"
+             "subject to\n  norm2(x) <= r\n",
+             lambda p: p["v"] * torch.clamp(p["r"][..., None] / p["v"].norm(dim=-1, keepdim=True), max=1.0)),
+}
+
+
+def _point_prox_params(name, seed, batch, n):
+    """Params away from the prox's kinks (|v| = lam, v at a bound, |v| = r), so finite differences hold."""
+    g = torch.Generator().manual_seed(seed)
+    sign = torch.where(torch.rand(batch + (n,), generator=g) < 0.5, -1.0, 1.0).double()
+    v = sign * (0.2 + 2 * torch.rand(batch + (n,), generator=g, dtype=torch.float64))
+    if name == "soft_threshold":  # |v| in [0.2, 2.2] away from lam = 1.2 by >= 0.1 (or all on one side)
+        v = torch.where((v.abs() - 1.2).abs() < 0.1, v * 2.5, v)
+        return {"v": v, "lam": torch.full(batch, 1.2, dtype=torch.float64)}
+    if name == "box":
+        lo, hi = torch.full_like(v, -1.0), torch.full_like(v, 1.0)
+        v = torch.where(((v.abs() - 1.0).abs() < 0.1), v * 1.5, v)
+        return {"v": v, "lo": lo, "hi": hi}
+    norm = v.norm(dim=-1)
+    return {"v": v, "r": 0.5 * norm if seed % 2 == 0 else 2.0 * norm}  # outside the ball, or inside
+
+
+@pytest.mark.parametrize("name", sorted(POINT_PROXES))
+@settings(max_examples=8, deadline=None)
+@given(seed=st.integers(0, 2**31 - 1), batch=st.sampled_from([(1,), (3,), (2, 2)]), n=st.integers(1, 7))
+def test_a_prox_of_a_point_is_its_closed_form_with_exact_gradients(name, seed, batch, n):
+    """f's Hessian is the identity (IDENTITY_HESSIAN) and so is the residual's Jacobian: the forward is
+    one prox step (no iteration), the backward solves nothing; the solution is the closed form, and
+    gradcheck in float64 holds the derivatives of every param."""
+    source, closed_form = POINT_PROXES[name]
+    layer = optlang.compile_string(source)
+    assert pgd.flags(layer.plan)["IDENTITY_HESSIAN"] and layer.plan.identity_jacobian
+    params = _point_prox_params(name, seed, batch, n)
+    sol = layer.solve(**params)
+    assert bool(sol.stats.converged.all()) and not bool(sol.stats.iterations.any())
+    torch.testing.assert_close(sol.x, closed_form(params), rtol=1e-12, atol=1e-13)
+    names = sorted(params)
+
+    def x_of(*values):
+        return layer(**dict(zip(names, values)))
+
+    inputs = tuple(params[k].clone().requires_grad_(True) for k in names)
+    assert torch.autograd.gradcheck(x_of, inputs, eps=1e-6, atol=1e-7, rtol=1e-6)

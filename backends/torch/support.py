@@ -180,7 +180,7 @@ def _newton_tau(z, dims: tuple):
     stays the same, the step came from tau's linear piece and landed on tau. Each step is four
     passes over one buffer: relu(z - t) in place, its sum, and its count as the sum of its signs
     (a float sum; comparing into a bool tensor and counting that costs twice as much). Six steps
-    on sparsemax's 1024 x 100 take about a fifth of a sort's time.
+    on sparsemax's 1024 x 100 take about a third of a sort's time (0.78 against 2.3 ms).
     """
     flat = _last_dim(z, dims)
     t = flat.amax(-1, keepdim=True) - 1.0
@@ -189,8 +189,8 @@ def _newton_tau(z, dims: tuple):
     count = None
     for _ in range(flat.shape[-1] + 1):
         d.clamp_(min=0)
-        # a NaN row counts nothing, as a comparison would (and so it stops with the others)
-        new_count = torch.sign(d, out=signs).sum(-1, keepdim=True).nan_to_num_(nan=0.0)
+        # sign(NaN) is 0: a NaN row counts no support, as a comparison would, and stops with the others
+        new_count = torch.sign(d, out=signs).sum(-1, keepdim=True)
         if count is not None and torch.equal(new_count, count):
             break
         count = new_count

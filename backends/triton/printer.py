@@ -458,26 +458,33 @@ def print_plan(plan: Plan) -> str:
         "# to powers of two (n_d runtime, BLOCK_d constexpr); reductions mask their padded lanes.",
         "import triton",
         "import triton.language as tl",
-        "",
-        *flag_lines(plan, parts),
     ]
-    problem = []
-    for fn in plan.functions:
-        if fn.name in LAYER_ONLY or fn.name in TORCH_ONLY:
-            continue
-        problem += ["", "", f"# --- {fn.name}: {fn.doc} ---"] + print_function(fn, layout)
-    problem += ["", "", fill_template(template(parts[1]), values)] + adapter_lines(plan, layout)
+    flags = flag_lines(plan, parts)
+    head += [""] + flags if flags else []
+    functions = [(fn.name, ["", "", f"# --- {fn.name}: {fn.doc} ---"] + print_function(fn, layout))
+                 for fn in plan.functions if fn.name not in LAYER_ONLY]
+    flat = fill_template(template(parts[1]), values)
+    adapters = "\n".join(adapter_lines(plan, layout))
     solvers = []
     for part in parts[2:]:
         if part in SHARED:  # the solver's own text, then the kernel around it
             solvers += ["", "", fill_template(shared.render(SHARED[part]), values)]
         if part != "ops":
             solvers += ["", "", fill_template(template(part), values)]
-    # The helper templates (common, the shared solvers' ops) hold only the functions the module calls.
-    rest = "\n".join(problem + solvers)
-    ops = shared.keep_called(fill_template(template("ops"), values), shared.calls(rest)) if "ops" in parts else ""
-    common = shared.keep_called(fill_template(template(parts[0]), values), shared.calls(rest + "\n" + ops))
-    lines = head + ["", "", common] + problem + (["", "", ops] if ops else []) + solvers
+    solver_text = "\n".join(solvers)
+    ops = fill_template(template("ops"), values) if "ops" in parts else ""
+    common = fill_template(template(parts[0]), values)
+    # The module holds only what its kernels call, directly or through one another: no backward
+    # function where no backward kernel is (sparsemax), no fused objective_gradient (ops calls
+    # objective_flat and gradient_flat, whose inlined terms the compiler shares).
+    everything = "\n".join([common, *(line for _, chunk in functions for line in chunk), flat, adapters, ops,
+                            solver_text])
+    kernels = {name for name in shared.defined(solver_text) if name.endswith("_kernel")}
+    needed = shared.reachable(everything, kernels)
+    problem = [line for name, chunk in functions if name in needed for line in chunk]
+    problem += ["", "", shared.keep_called(flat, needed), shared.keep_called(adapters, needed)]
+    ops = shared.keep_called(ops, needed) if ops else ""
+    lines = head + ["", "", shared.keep_called(common, needed)] + problem + (["", "", ops] if ops else []) + solvers
     return "\n".join(wrap(line) for line in "\n".join(lines).split("\n")).rstrip() + "\n"
 
 
@@ -506,9 +513,6 @@ def flag_lines(plan: Plan, parts: list) -> list[str]:
 # Functions the layer evaluates with the PyTorch backend on any backend (a few ops after the solve,
 # under autograd): no kernel calls them.
 LAYER_ONLY = ("duals", "value", "prox_jvp")  # prox_jvp: the PyTorch CG backward's
-# Functions eager PyTorch needs fused and a kernel does not (its compiler shares the terms of the
-# functions it inlines): ops' objective_gradient_flat calls objective_flat and gradient_flat.
-TORCH_ONLY = ("objective_gradient",)
 
 
 def wrap(line: str, width: int = 110) -> str:

@@ -64,20 +64,34 @@ def calls(text: str) -> set:
     return _called(ast.parse(text), kernels_only=False)
 
 
-def keep_called(template_text: str, roots: set) -> str:
-    """A helper template cut to its header and the functions in `roots` or called by those (directly or
-    through one another): a module holds no function it never calls."""
-    tree = ast.parse(template_text)
-    defs = {node.name: node for node in tree.body if isinstance(node, ast.FunctionDef)}
+def reachable(text: str, roots: set) -> set:
+    """The functions of `text` in `roots` or called by those, directly or through one another."""
+    defs = {node.name: node for node in ast.parse(text).body if isinstance(node, ast.FunctionDef)}
     needed, todo = set(), set(roots)
     while todo:
         name = todo.pop()
         if name in defs and name not in needed:
             needed.add(name)
             todo |= _called(defs[name], kernels_only=False)
+    return needed
+
+
+def defined(text: str) -> list[str]:
+    """The names of the functions Python text defines at its top level, in order."""
+    return [node.name for node in ast.parse(text).body if isinstance(node, ast.FunctionDef)]
+
+
+def keep_called(template_text: str, roots: set) -> str:
+    """A helper template cut to its header and the functions in `roots` or called by those (directly or
+    through one another): a module holds no function it never calls."""
+    tree = ast.parse(template_text)
+    defs = {node.name: node for node in tree.body if isinstance(node, ast.FunctionDef)}
+    needed = reachable(template_text, roots)
     lines = template_text.splitlines()
     first = min(_first_line(node) for node in defs.values()) - 1 if defs else len(lines)
     out = lines[:first]  # the template's header: comments, constants
+    while out and not out[-1].strip():
+        out.pop()  # the functions below bring their own two blank lines
     for name, node in defs.items():
         if name in needed:
             out += ["", ""] + lines[_first_line(node) - 1: node.end_lineno]

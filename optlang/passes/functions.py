@@ -36,6 +36,11 @@ class FunctionSpec:
     outputs: tuple  # ((key, expr), ...)
     doc: str
 
+    def is_identity_in(self, role: str) -> bool:
+        """True if it returns its `role` inputs unchanged, block for block (as plan.Function's, before lowering)."""
+        inputs = {i.name: i for i in self.inputs if i.role == role}
+        return len(self.outputs) == len(inputs) and all(expr == inputs.get(key) for key, expr in self.outputs)
+
 
 @dataclass(frozen=True)
 class Functions:
@@ -81,7 +86,7 @@ def derive_functions(cond: Conditions) -> Functions:
         if cond.kind in ("smooth", "prox"):
             # Both at one point, as the line searches need them: eager PyTorch then computes their
             # common terms (X @ w) once. Triton kernels call objective and gradient, whose inlined
-            # terms the compiler shares, so their modules leave this one out (printer.TORCH_ONLY).
+            # terms the compiler shares, so their modules leave this one out (nothing calls it there).
             fns.append(FunctionSpec("objective_gradient", xs + theta,
                                     (("f", cond.objective),) + tuple(zip(names, cond.gradient)),
                                     "the objective's smooth part and its gradient in the vars, in one pass"))

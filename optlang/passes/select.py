@@ -90,7 +90,8 @@ def select(fns: Functions) -> tuple:
         why = "set in the options block"
     backward = problem.option("backward", "auto")
     allowed = allowed_backwards(label, free_set)
-    if backward in ("auto", *allowed) and backward != "unroll" and _is_identity(fns.get("jvp_x")):
+    jvp = fns.get("jvp_x")
+    if backward in ("auto", *allowed) and backward != "unroll" and jvp is not None and jvp.is_identity_in("tangent"):
         bwhy = ("none needed: the residual's Jacobian in the vars is the identity (the solution is a projection "
                 "or prox of a point), so the adjoint is the cotangent itself, whatever the method")
     elif backward == "auto" and fns.get("prox_jvp") is not None:
@@ -109,14 +110,6 @@ def select(fns: Functions) -> tuple:
     else:
         bwhy = "set in the options block"
     return (("solver", solver, why), ("backward", backward, bwhy), ("backend", "auto", _backend_why(label)))
-
-
-def _is_identity(spec) -> bool:
-    """A derived Jacobian-vector product that returns its direction unchanged, block for block."""
-    if spec is None:
-        return False
-    tangents = {i.name: i for i in spec.inputs if i.role == "tangent"}
-    return len(spec.outputs) == len(tangents) and all(expr == tangents.get(key) for key, expr in spec.outputs)
 
 
 def _backend_why(label: str) -> str:

@@ -104,7 +104,10 @@ def merit_and_residual(x, ctx):
         merit, F = objective_gradient_flat(x, ctx)
     else:
         F = residual_flat(x, ctx)
-        merit = 0.5 * dot(F, F)
+        if ctx.MINIMIZE:  # a convex quadratic: newton_step evaluates f where an instance needs it
+            merit = full(0.0, ctx)
+        else:
+            merit = 0.5 * dot(F, F)
     return merit, F
 
 
