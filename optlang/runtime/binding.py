@@ -11,7 +11,7 @@ import torch
 
 from optlang.errors import CallError
 from optlang.ir.shapes import fmt
-from optlang.solvers.linalg import finite_over
+from optlang.solvers.linalg import all_finite
 
 
 def to_tensors(plan, kwargs: dict) -> dict:
@@ -132,7 +132,7 @@ def check_domains(plan, params: dict) -> None:
     for p in plan.params:
         t = params[p.name].detach()
         d = p.domain
-        if t.is_floating_point() and not bool(finite_over(t, 0)):
+        if t.is_floating_point() and not all_finite(t):
             raise CallError(f"parameter '{p.name}': contains NaN or infinite values")
         if d.lo is not None:
             bad = t < d.lo if d.lo_closed else t <= d.lo

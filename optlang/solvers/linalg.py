@@ -1,6 +1,8 @@
 """Batched dense linear solves that degrade gracefully on singular systems."""
 from __future__ import annotations
 
+import math
+
 import torch
 
 
@@ -23,6 +25,21 @@ def finite_over(t: torch.Tensor, start: int) -> torch.Tensor:
     return torch.isfinite((t * 0).sum(dim=dims))
 
 
+def _finite_sum(*ts: torch.Tensor) -> bool:
+    """Whether the sum of all entries of ts is finite (so each entry is): read back, as a bool."""
+    total = ts[0].detach().sum()
+    for t in ts[1:]:
+        total = total + t.detach().sum()
+    return math.isfinite(float(total))
+
+
+def all_finite(t: torch.Tensor) -> bool:
+    """Whether every entry of t is finite: one sum where it comes out finite (as finite_over's)."""
+    if t.device.type == "cpu" and _finite_sum(t):
+        return True
+    return bool(torch.isfinite(t).all())
+
+
 def solve(A: torch.Tensor, b: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     """Solve A x = b per batch element; returns (x, singular mask).
 
@@ -32,15 +49,26 @@ def solve(A: torch.Tensor, b: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]
     A or b is itself non-finite has no solution to give: its x is 0 (finite,
     flagged), and it never reaches a factorization that would fail the batch.
     """
-    A, b = torch.broadcast_tensors(A, b.unsqueeze(-1))
-    b = b[..., 0]
-    finite = finite_over(A, A.dim() - 2) & finite_over(b, b.dim() - 1)
-    if not bool(finite.all()):
-        eye = torch.eye(A.shape[-1], dtype=A.dtype, device=A.device)
-        A = torch.where(finite[..., None, None], A, eye)
-        b = torch.where(finite[..., None], b, torch.zeros_like(b))
-    x, info = torch.linalg.solve_ex(A, b.unsqueeze(-1))
-    x = x.squeeze(-1)
+    if A.shape[:-2] != b.shape[:-1]:
+        A, b = torch.broadcast_tensors(A, b.unsqueeze(-1))
+        b = b[..., 0]
+    if A.device.type == "cpu" and _finite_sum(A, b):
+        # A and b are finite (their sum is finite exactly then, up to an overflow, which takes the
+        # checks below), and the common case is settled in two more reads (free on the CPU): every
+        # factorization succeeded and x is finite. A small system's checks had cost more than its LU.
+        x, info = torch.linalg.solve_ex(A, b.unsqueeze(-1))
+        x = x.squeeze(-1)
+        if _finite_sum(x) and not bool(info.any()):
+            return x, torch.zeros(A.shape[:-2], dtype=torch.bool)
+        finite = torch.ones(A.shape[:-2], dtype=torch.bool)
+    else:
+        finite = finite_over(A, A.dim() - 2) & finite_over(b, b.dim() - 1)
+        if not bool(finite.all()):
+            eye = torch.eye(A.shape[-1], dtype=A.dtype, device=A.device)
+            A = torch.where(finite[..., None, None], A, eye)
+            b = torch.where(finite[..., None], b, torch.zeros_like(b))
+        x, info = torch.linalg.solve_ex(A, b.unsqueeze(-1))
+        x = x.squeeze(-1)
     bad = (info != 0) | ~finite_over(x, x.dim() - 1)
     if bad.any():
         pinv = torch.linalg.pinv(A[bad])
@@ -72,10 +100,13 @@ class CholeskyFactor:
 def solve_spd(A: torch.Tensor, b: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     """`solve` for a matrix known to be symmetric positive semidefinite (a convex objective's Hessian):
     Cholesky, half the work of LU; the elements it cannot factor (singular, not finite) take `solve`."""
-    A, b = torch.broadcast_tensors(A, b.unsqueeze(-1))
-    b = b[..., 0]
+    if A.shape[:-2] != b.shape[:-1]:
+        A, b = torch.broadcast_tensors(A, b.unsqueeze(-1))
+        b = b[..., 0]
     L, info = torch.linalg.cholesky_ex(A)
     x = torch.cholesky_solve(b.unsqueeze(-1), L).squeeze(-1)
+    if x.device.type == "cpu" and _finite_sum(x) and not bool(info.any()):
+        return x, torch.zeros(x.shape[:-1], dtype=torch.bool)  # as `solve`'s common case
     bad = (info != 0) | ~finite_over(x, x.dim() - 1)
     singular = torch.zeros_like(bad)
     if bool(bad.any()):

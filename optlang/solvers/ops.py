@@ -207,6 +207,11 @@ def rows_times(d, A):
     return d.unsqueeze(-1) * A
 
 
+def free_system(H, D, ctx):
+    """D H D + (I - D), D a 0/1 mask: H on the free set, the identity off it."""
+    return D.unsqueeze(-1) * H * D.unsqueeze(-2) + torch.diag_embed(1.0 - D)
+
+
 def all_finite_matrix(A):
     return linalg.finite_over(A, 0) if A.dim() == 2 else linalg.finite_over(A, A.dim() - 2).unsqueeze(-1)
 

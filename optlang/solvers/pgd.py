@@ -36,11 +36,11 @@ import math
 import torch
 
 from optlang.solvers.ops import (Context, abs_, all_finite, all_finite_matrix, amax_abs, amax_abs_matrix, any_,
-                                 at_least, at_most, batch_all, batch_any, batch_max, dot, free_set, full,
-                                 gradient_flat, hessian, identity, is_finite, jacobian, keep_going, kernel,
-                                 machine_eps, objective_flat, objective_gradient_flat, power_start, prox_flat,
-                                 relative_residual, residual_flat, rows_times, solve, sqrt_, times, tiny, where,
-                                 where_matrix, zero_count)
+                                 at_least, at_most, batch_all, batch_any, batch_max, cholesky, cholesky_solve, dot,
+                                 free_set, free_system, full, gradient_flat, hessian, identity, is_finite, jacobian,
+                                 keep_going, kernel, machine_eps, objective_flat, objective_gradient_flat,
+                                 power_start, prox_flat, relative_residual, residual_flat, rows_times, solve, sqrt_,
+                                 times, tiny, where, where_matrix, zero_count)
 from optlang.solvers.result import NO_DEADLINE, SolveResult
 
 POLISH_AT = 1e-3  # relative residual below which Newton polishing starts
@@ -156,12 +156,14 @@ def fista_iterate(x, tol, max_iter, accelerate, ctx):
         t = where(going, t_next, t)
         steps += 1
         iterations = iterations + where(going, 1, 0)
-        res = where(going, relative_residual(residual_flat(x, ctx), scale), res)
+        F = residual_flat(x, ctx)
+        res = where(going, relative_residual(F, scale), res)
         done = done | (res <= tol)
         ready = going & (batch_all((res <= polish_at) | done) | (steps % POLISH_EVERY == 0))
         if any_(ready):
             before = res
-            x, res, done, iterations = polish(x, res, scale, tol, max_iter, done, iterations, ready, H, quadratic, ctx)
+            x, res, done, iterations = polish(x, F, res, scale, tol, max_iter, done, iterations, ready, H, quadratic,
+                                              ctx)
             y = where(ready, x, y)
             t = where(ready, 1.0, t)
             # Polish again only after FISTA has made a decade of progress; where this polish gained nothing
@@ -226,25 +228,31 @@ def backtrack(y, g, fy, L, active, ctx):
 
 
 @kernel
-def polish(x, res, scale, tol, max_iter, done, iterations, ready, H, quadratic, ctx):
-    """Semismooth Newton on the proximal-gradient fixed point for the instances `ready`; each keeps only
-    improving steps, and stops at the first step that does not improve (from the same point the next
-    would be the same). A round counts as an iteration, so no instance passes max_iter.
+def polish(x, F, res, scale, tol, max_iter, done, iterations, ready, H, quadratic, ctx):
+    """Semismooth Newton on the proximal-gradient fixed point for the instances `ready`, from x and its
+    residual F; each keeps only improving steps, and stops at the first step that does not improve (from
+    the same point the next would be the same). A round counts as an iteration, so no instance passes
+    max_iter.
 
     With a quadratic's dense Hessian H and a diagonal prox Jacobian D (`free_mask`), the Jacobian
-    I - D (I - H) is built from them, not from n directional derivatives."""
+    I - D (I - H) is built from them, not from n directional derivatives, and its system is solved
+    on the free set by Cholesky (`free_set_step`); LU takes the instances that do not factor."""
     active = ready & (done == 0) & (iterations < max_iter)
     rounds = 0
     while any_(active) & (rounds < POLISH_STEPS):
-        F = residual_flat(x, ctx)
         if ctx.QUADRATIC & ctx.DIAGONAL:
-            eye = identity(H, ctx)
-            J = eye - rows_times(free_set(x, ctx), eye - H)
-            if any_(active & (quadratic == 0)):
-                J = where_matrix(quadratic, J, jacobian(x, ctx))
+            D = free_set(x, ctx)
+            dx, factored = free_set_step(H, D, F, ctx)
+            unfactored = active & ((factored & quadratic) == 0)
+            if any_(unfactored):
+                eye = identity(H, ctx)
+                J = eye - rows_times(D, eye - H)
+                if any_(active & (quadratic == 0)):
+                    J = where_matrix(quadratic, J, jacobian(x, ctx))
+                dx_lu, singular = solve(J, -F, ctx)
+                dx = where(unfactored, dx_lu, dx)
         else:
-            J = jacobian(x, ctx)
-        dx, singular = solve(J, -F, ctx)
+            dx, singular = solve(jacobian(x, ctx), -F, ctx)
         # Damped: halve the step where the full one leaves f's domain (x log x next to a bound) or
         # does not lower the residual; each instance keeps its first improving step.
         better = active & (active == 0)
@@ -252,9 +260,11 @@ def polish(x, res, scale, tol, max_iter, done, iterations, ready, H, quadratic, 
         halvings = 0
         while any_(active & (better == 0)) & (halvings < POLISH_HALVINGS):
             trial = prox_flat(x + step * dx, 0.0 * step, ctx)
-            res_trial = relative_residual(residual_flat(trial, ctx), scale)
+            F_trial = residual_flat(trial, ctx)
+            res_trial = relative_residual(F_trial, scale)
             newly = active & (better == 0) & is_finite(res_trial) & (res_trial < res)
             x = where(newly, trial, x)
+            F = where(newly, F_trial, F)
             res = where(newly, res_trial, res)
             better = better | newly
             step = where(better, step, 0.5 * step)
@@ -264,3 +274,13 @@ def polish(x, res, scale, tol, max_iter, done, iterations, ready, H, quadratic, 
         active = better & (done == 0) & (iterations < max_iter)
         rounds += 1
     return x, res, done, iterations
+
+
+@kernel
+def free_set_step(H, D, F, ctx):
+    """(dx, factored): the solution of (I - D (I - H)) dx = -F, D a 0/1 mask (boxes and norm1), by
+    Cholesky where it factors. Off the free set dx = -F; on it H_FF dx_F = -F_F - H_FA dx_A: the
+    system D H D + (I - D) with right-hand side D H ((1 - D) F) - F, symmetric positive definite
+    where H is, where the Jacobian itself is not symmetric."""
+    L, factored = cholesky(free_system(H, D, ctx), ctx)
+    return cholesky_solve(L, D * times(H, (1.0 - D) * F) - F, ctx), factored

@@ -59,6 +59,8 @@ class SolveResult:
             status = torch.where(self.converged, CONVERGED, MAX_ITER).to(torch.int64)
         if self.timed_out:
             status = torch.where(status == MAX_ITER, TIME_LIMIT, status)
+        if bool(self.converged.all()):
+            return status  # nothing failed
         broken = ~self.converged & ~(torch.isfinite(self.residual) & finite_over(self.x, self.x.dim() - 1))
         return torch.where(broken, FAILED, status)
 

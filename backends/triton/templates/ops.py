@@ -260,6 +260,14 @@ def rows_times(d, A):
 
 
 @triton.jit
+def free_system(H, D, __SIG__):
+    """D H D + (I - D), D a 0/1 mask: H on the free set, the identity off it and on the padding."""
+    i = tl.arange(0, VAR_BLOCK)
+    d = tl.where(var_lanes(__ARGS__), D, 0.0)
+    return d[:, None] * H * d[None, :] + tl.where(i[:, None] == i[None, :], 1.0 - d[:, None], 0.0)
+
+
+@triton.jit
 def all_finite_matrix(A):
     return tl.min(tl.min(is_finite(A).to(tl.int32), axis=1), axis=0) > 0
 
