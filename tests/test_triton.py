@@ -15,6 +15,8 @@ import warnings
 
 import pytest
 import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 import optlang
 from optlang.backends.triton.executor import TritonExecutor
@@ -143,15 +145,34 @@ def test_prox_sets_and_fixed_points_match_torch(name, solver, dtype):
 
 
 def test_simplex_threshold_matches_sorting():
-    # Michelot's iteration in the kernel against the sort in backends/torch/support.py: ties,
+    # The kernel's Newton steps (those of backends/torch/support.py::_newton_tau) against the sort: ties,
     # a dominant entry, a constant vector (support everything), a large scale, padding (n = 7).
-    from optlang.backends.torch.support import simplex_tau
+    from optlang.backends.torch.support import _sorted_tau as simplex_tau
 
     v = torch.tensor([[0.3, 0.3, 0.3, -1.0, 0.2, 0.3, 0.1], [5.0, 0.1, -0.2, 0.3, 0.0, 0.2, 0.1],
                       [0.5] * 7, [40.0, 39.5, -3.0, 39.9, 12.0, 39.99, 0.0]], dtype=torch.float64, device=DEVICE)
     x = layer("sparsemax")(v=v, backend="triton")
     want = torch.relu(v - simplex_tau(v, (-1,))[:, None])
     torch.testing.assert_close(x, want, rtol=0, atol=1e-12)
+
+
+@settings(max_examples=15, deadline=None)
+@given(seed=st.integers(0, 2**31 - 1), n=st.integers(1, 40), scale=st.sampled_from([1e-3, 1.0, 1e3]),
+       grid=st.booleans())
+def test_simplex_threshold_takes_the_torch_steps(seed, n, scale, grid):
+    """The kernel's threshold and the PyTorch helper's (the same Newton steps from max z - 1) agree to
+    rounding on random rows (on a coarse grid: many ties), and both match the sort."""
+    from optlang.backends.torch.support import _newton_tau, _sorted_tau
+
+    g = torch.Generator().manual_seed(seed)
+    v = scale * torch.randn(6, n, dtype=torch.float64, generator=g)
+    if grid:
+        v = torch.round(v / scale * 2) * scale / 2
+    model = optlang.compile_string(f"problem sparsemax_{n}\ndim n\nparam v[n]\nvar x[n]\n"
+                                   "minimize 0.5 * sumsq(x - v)\nsubject to\n  x >= 0\n  sum(x) == 1\n")
+    x = model(v=v.to(DEVICE), backend="triton").cpu()
+    for tau in (_newton_tau(v, (-1,)), _sorted_tau(v, (-1,))):
+        torch.testing.assert_close(x, torch.relu(v - tau[:, None]), rtol=0, atol=1e-13 * max(scale, 1.0))
 
 
 MULTI = {  # several vars (each var a block of the flat state), a var of rank 2 (row-major; svm's in examples/)
@@ -226,9 +247,9 @@ def test_several_vars_and_matrix_vars_match_torch(name, backward, monkeypatch):
 
 @pytest.mark.parametrize("axis", [1, 0])
 def test_simplex_threshold_along_an_axis_matches_sorting(axis):
-    # The rows (or columns) of a matrix, each its own simplex (Michelot's iteration, all at once): ties,
-    # a dominant entry, a constant row, a large scale; m = 3 and k = 5 pad to 4 and 8.
-    from optlang.backends.torch.support import simplex_tau
+    # The rows (or columns) of a matrix, each its own simplex (Newton's steps, all at once), against the
+    # sort: ties, a dominant entry, a constant row, a large scale; m = 3 and k = 5 pad to 4 and 8.
+    from optlang.backends.torch.support import _sorted_tau as simplex_tau
 
     model = optlang.compile_string("problem rows\ndim m, k\nparam V[m, k]\nvar B[m, k]\nminimize 0.5 * sumsq(B - V)\n"
                                    f"subject to\n  B >= 0\n  sum(B, axis={axis}) == 1\n")

@@ -171,8 +171,8 @@ def _sorted_tau(z, dims: tuple):
 
 
 def _newton_tau(z, dims: tuple):
-    """Newton's method on phi(t) = sum(relu(z - t)) - 1 (Michelot's algorithm; the Triton backend's
-    simplex_tau_ takes the same steps from the mean instead), from t = max z - 1, no sort.
+    """Newton's method on phi(t) = sum(relu(z - t)) - 1 from t = max z - 1, no sort (the Triton
+    backend's simplex_tau_ takes the same steps).
 
     phi is convex, piecewise linear and decreasing, and max z - 1 <= tau, so each step
     t + phi(t) / #{z > t} lands at or below tau, and the count of entries above t only falls: at

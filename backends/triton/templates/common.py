@@ -78,51 +78,48 @@ def logsumexp_(a, AXIS: tl.constexpr):
 
 @triton.jit
 def simplex_tau_(z, mask, DTYPE: tl.constexpr):
-    """tau with sum(relu(z - tau)) == 1 over the lanes of mask, z a vector (Michelot's algorithm).
+    """tau with sum(relu(z - tau)) == 1 over the lanes of mask, z a vector: Newton's method on
+    phi(t) = sum(relu(z - t)) - 1 from t = max z - 1, no sort, the steps that
+    backends/torch/support.py::_newton_tau takes (its docstring says why they reach tau).
 
-    From the support S = all lanes, tau = (sum_S z - 1) / |S| and S shrinks to
-    {z in S : z > tau} until it stops changing: tau never decreases, so at most
-    |S| rounds, and no sort. At the end S is the support of relu(z - tau) and tau
-    the threshold that backends/torch/support.py::simplex_tau finds by sorting.
+    A step t + phi(t) / count, count the entries above t, until the count stops changing; at most
+    one step more than the lanes, as there (only rounding against huge z could go on).
     """
-    support = mask
-    size = tl.sum(support.to(DTYPE), axis=0)
-    tau = (tl.sum(tl.where(support, z, 0.0), axis=0) - 1.0) / size
-    changed = size > 0.0
+    t = tl.max(tl.where(mask, z, -float("inf")), axis=0) - 1.0
+    lanes = tl.sum(mask.to(DTYPE), axis=0)
+    count = -1.0 + tl.zeros((), DTYPE)
+    changed = lanes > 0.0
+    steps = 0.0 + tl.zeros((), DTYPE)
     while changed:
-        inside = support & (z > tau)
-        count = tl.sum(inside.to(DTYPE), axis=0)
-        # An empty support (only when the 1 is lost to rounding against huge z) keeps the last tau.
-        changed = (count < size) & (count > 0.0)
-        shrunk = (tl.sum(tl.where(inside, z, 0.0), axis=0) - 1.0) / tl.where(changed, count, 1.0)
-        tau = tl.where(changed, shrunk, tau)
-        support = tl.where(changed, inside, support)
-        size = tl.where(changed, count, size)
-    return tau
+        d = tl.where(mask, tl.maximum(z - t, 0.0), 0.0)
+        new_count = tl.sum((d > 0.0).to(DTYPE), axis=0)
+        changed = (new_count != count) & (steps <= lanes)
+        t = tl.where(changed, t + (tl.sum(d, axis=0) - 1.0) / tl.maximum(new_count, 1.0), t)
+        count = new_count
+        steps += 1.0
+    return t
 
 
 @triton.jit
 def simplex_tau_axis_(z, mask, AXIS: tl.constexpr, DTYPE: tl.constexpr):
-    """simplex_tau_ along AXIS of a matrix z (lanes of mask): Michelot's iteration, all rows at once.
-
-    Each row keeps its own support, size and tau; a row whose support stopped
-    changing keeps them, and the loop ends when no row changes.
-    """
-    support = (tl.where(mask, 1.0, 0.0) + tl.zeros_like(z)) > 0.0  # the mask broadcast to z's tile
-    size = tl.sum(support.to(DTYPE), axis=AXIS)
-    tau = (tl.sum(tl.where(support, z, 0.0), axis=AXIS) - 1.0) / tl.where(size > 0.0, size, 1.0)
-    changed = size > 0.0
+    """simplex_tau_ along AXIS of a matrix z (lanes of mask), all rows at once: each row takes its
+    own steps and keeps its tau once its count stops changing; the loop ends when no row changes."""
+    inside = (tl.where(mask, 1.0, 0.0) + tl.zeros_like(z)) > 0.0  # the mask broadcast to z's tile
+    t = tl.max(tl.where(inside, z, -float("inf")), axis=AXIS) - 1.0
+    lanes = tl.sum(inside.to(DTYPE), axis=AXIS)
+    count = tl.zeros_like(lanes) - 1.0
+    changed = lanes > 0.0
+    steps = 0.0
     going = tl.max(changed.to(tl.int32), axis=0) > 0
     while going:
-        inside = support & (z > tl.expand_dims(tau, AXIS))
-        count = tl.sum(inside.to(DTYPE), axis=AXIS)
-        changed = (count < size) & (count > 0.0)
-        shrunk = (tl.sum(tl.where(inside, z, 0.0), axis=AXIS) - 1.0) / tl.where(changed, count, 1.0)
-        tau = tl.where(changed, shrunk, tau)
-        support = tl.where(tl.expand_dims(changed, AXIS), inside, support)
-        size = tl.where(changed, count, size)
+        d = tl.where(inside, tl.maximum(z - tl.expand_dims(t, AXIS), 0.0), 0.0)
+        new_count = tl.sum((d > 0.0).to(DTYPE), axis=AXIS)
+        changed = (new_count != count) & (steps <= lanes)
+        t = tl.where(changed, t + (tl.sum(d, axis=AXIS) - 1.0) / tl.maximum(new_count, 1.0), t)
+        count = tl.where(changed, new_count, count)
+        steps += 1.0
         going = tl.max(changed.to(tl.int32), axis=0) > 0
-    return tau
+    return t
 
 
 @triton.jit
