@@ -55,7 +55,8 @@ def rows(dtypes, only=None) -> list:
     start = time.perf_counter()
     measured = resources.measure(specs)
     for row, r in zip(out, measured):
-        row.update(num_warps=r.num_warps, registers=r.registers, spill_bytes=r.spill_bytes, shared_bytes=r.shared_bytes)
+        row.update(num_warps=r.num_warps, registers=r.registers, spill_bytes=r.spill_bytes, shared_bytes=r.shared_bytes,
+                   launchable=r.launchable)
     print(f"(compiled {len(specs)} kernels for sm_90 in {time.perf_counter() - start:.0f} s)")
     return out
 
@@ -73,13 +74,14 @@ def main(argv=None) -> int:
         print(f"cannot compile for sm_90 here: {why}")
         return 2
     table = rows(args.dtype, args.only)
-    print("| example | sizes | kernel | dtype | warps | registers | spill bytes | shared bytes | default backend |")
-    print("|---|---|---|---|---:|---:|---:|---:|---|")
+    print("| example | sizes | kernel | dtype | warps | registers | spill bytes | shared bytes | fits the register file "
+          "| default backend |")
+    print("|---|---|---|---|---:|---:|---:|---:|---|---|")
     for r in table:
         sizes = " ".join(f"{k}={v}" for k, v in r["dims"].items())
         path = "Triton" if r["path"] == "triton" else f"PyTorch: {r['why']}"
         print(f"| {r['example']} | {sizes} | {r['kernel']} | {r['dtype']} | {r['num_warps']} | {r['registers']} | "
-              f"{r['spill_bytes']} | {r['shared_bytes']} | {path} |")
+              f"{r['spill_bytes']} | {r['shared_bytes']} | {'yes' if r['launchable'] else 'no'} | {path} |")
     if args.json:
         args.json.write_text(json.dumps(table, indent=1))
     return 0

@@ -16,6 +16,10 @@ from dataclasses import dataclass
 from optlang.backends.triton.limits import MAX_REGISTERS
 
 TARGET_ARCH, WARP_SIZE = 90, 32
+# sm_90's register file: 64K 32-bit registers per SM, given out per warp in blocks of 256 (8 a thread).
+# A program's threads must hold their registers at once: ptxas reports what one thread uses (up to
+# maxnreg) whatever the warps, so a kernel can compile without spilling and still fail to launch.
+REGISTER_FILE, REGISTER_GRANULE = 65536, 8
 # The kernels' scalar arguments that are not float tensors: everything else named *_ptr or
 # grad_* is a float tensor of the call's dtype, every other non-constexpr argument an int32.
 INT8_POINTERS = ("status_ptr", "flag_ptr", "weak_ptr")
@@ -31,9 +35,20 @@ class KernelResources:
     spill_bytes: int  # STACK + LOCAL per thread: 0 when every value stays in registers
     shared_bytes: int
 
+    @property
+    def launchable(self) -> bool:
+        """Whether one program's threads fit sm_90's register file together at this register count."""
+        per_thread = -(-self.registers // REGISTER_GRANULE) * REGISTER_GRANULE
+        return per_thread * WARP_SIZE * self.num_warps <= REGISTER_FILE
+
+    @property
+    def on_chip(self) -> bool:
+        """No spill, and launchable: what a kernel the default backend choice runs must be."""
+        return self.spill_bytes == 0 and self.launchable
+
     def line(self) -> str:
         return (f"{self.kernel:24s} {self.dtype} warps={self.num_warps:<2d} registers={self.registers:<3d} "
-                f"spill={self.spill_bytes:<5d} shared={self.shared_bytes}")
+                f"spill={self.spill_bytes:<5d} shared={self.shared_bytes} launchable={self.launchable}")
 
 
 def cuobjdump() -> str:
