@@ -13,21 +13,26 @@ pytestmark = [pytest.mark.triton, pytest.mark.skipif(resources.available() is no
                                                      reason=str(resources.available()))]
 
 # (example, dims, dtype, kernels the call launches): issue 8's sizes (NNLS A 64 x 32, DEQ d = 64,
-# sparsemax n = 256: one prox step, no n x n tile, and a PyTorch backward with nothing to solve) and
-# the largest QP whose interior point fits (n + m + p = 22: a 32 x 32 tile).
+# sparsemax n = 256: one prox step, no n x n tile, and a PyTorch backward with nothing to solve, OptNet's
+# QP n = 20 with 20/5 in float32: a 32 x 32 reduced system, a 64 x 64 state tile) and the largest
+# float64 QP that fits (a 16 x 16 system, a 32 x 32 state tile).
 ON_CHIP = [
     ("nnls", {"m": 64, "n": 32}, "fp32", ("fista_kernel", "backward_cg_kernel", "backward_direct_kernel")),
     ("nnls", {"m": 64, "n": 32}, "fp64", ("fista_kernel",)),
     ("deq", {"d": 64, "k": 16}, "fp32", ("anderson_kernel", "newton_kernel", "backward_direct_kernel")),
     ("deq", {"d": 64, "k": 16}, "fp64", ("newton_kernel",)),
     ("qp", {"n": 10, "m": 10, "p": 2}, "fp32", ("ipm_kernel", "backward_kkt_kernel")),
+    ("qp", {"n": 20, "m": 20, "p": 5}, "fp32", ("ipm_kernel", "backward_kkt_kernel")),
+    ("qp", {"n": 12, "m": 12, "p": 4}, "fp64", ("ipm_kernel", "backward_kkt_kernel")),
     ("sparsemax", {"n": 256}, "fp32", ("fista_kernel",)),
     ("sparsemax", {"n": 256}, "fp64", ("fista_kernel",)),
 ]
-# Sizes the default choice sends to PyTorch: the OptNet QPs (n = 20 with 20/5, n = 64 with 32/8: the
-# interior point's KKT tile is 64 x 64 and 128 x 128).
-ON_PYTORCH = [("qp", {"n": 20, "m": 20, "p": 5}, "fp32"), ("qp", {"n": 64, "m": 32, "p": 8}, "fp32"),
-              ("qp", {"n": 64, "m": 32, "p": 8}, "fp64")]
+# Sizes the default choice sends to PyTorch: the QP n = 64 with 32/8 (a 128 x 128 state tile, a 128 x 128
+# reduced system), n = 20 with 20/5 in float64, and one power of two past each interior-point tile limit
+# in float32 (Jg 64 x 32; a 64 x 64 reduced system).
+ON_PYTORCH = [("qp", {"n": 64, "m": 32, "p": 8}, "fp32"), ("qp", {"n": 64, "m": 32, "p": 8}, "fp64"),
+              ("qp", {"n": 20, "m": 20, "p": 5}, "fp64"), ("qp", {"n": 20, "m": 40, "p": 4}, "fp32"),
+              ("qp", {"n": 40, "m": 16, "p": 8}, "fp32")]
 
 
 def bound_for(example, dims, dtype):
@@ -57,14 +62,14 @@ def test_sizes_that_would_spill_run_on_pytorch_and_say_why(example, dims, dtype)
     assert why is not None and ("would spill registers" in why or "too large" in why), why
 
 
-def test_the_interior_point_limit_is_where_spilling_starts():
-    # One power of two above the limit (QP n = 20 with 20/5: a 64 x 64 KKT tile) the interior-point
-    # kernel does not fit at the warps it would get, nor at two or four times as many: it spills at
-    # 4 and 8 warps, and at 16 its spill-free 223 registers a thread exceed the register file for 512
-    # threads (ptxas does not count the warps): the limit is not arbitrary.
-    bound = bound_for("qp", {"n": 20, "m": 20, "p": 5}, "fp32")
-    for warps in (num_warps(bound), 2 * num_warps(bound), 4 * num_warps(bound)):
-        (r,) = compile_for_sm90("qp", {"n": 20, "m": 20, "p": 5}, "fp32", ["ipm_kernel"], warps)
+@pytest.mark.parametrize("dims", [{"n": 20, "m": 40, "p": 4}, {"n": 40, "m": 16, "p": 8}], ids=["Jg", "system"])
+def test_the_interior_point_limits_are_where_spilling_starts(dims):
+    # One power of two above KKT_SYSTEM_TILE in float32 (Jg 64 x 32; a 64 x 64 reduced system) the
+    # interior-point kernel does not fit at the warps it would get, nor at twice as many (it spills, or
+    # its registers exceed the register file: ptxas does not count the warps): the limit is not arbitrary.
+    bound = bound_for("qp", dims, "fp32")
+    for warps in (num_warps(bound), 2 * num_warps(bound)):
+        (r,) = compile_for_sm90("qp", dims, "fp32", ["ipm_kernel"], warps)
         assert not r.on_chip, r.line()
 
 
@@ -79,4 +84,6 @@ def test_conditions_state_the_backend_rule_with_its_limits(capsys):
 
     assert main(["conditions", "examples/qp.opt"]) == 0
     text = " ".join(capsys.readouterr().out.split())
-    assert "backend = auto" in text and "without spilling on sm_90 (1024 in float32, 256 in float64)" in text
+    assert "backend = auto" in text and "without spilling on sm_90 (4096 in float32, 1024 in float64;" in text
+    assert "reduced system over the vars and equality duals, or its inequality Jacobian, no more than 1024 in " \
+           "float32, 256 in float64)" in text

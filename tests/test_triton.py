@@ -396,11 +396,15 @@ def run_kkt(model, params, backend, **options):
     return x.detach(), {k: v.detach() for k, v in sol.duals.items()}, dict(zip(leaves, grads)), sol.stats
 
 
-@pytest.mark.parametrize("name", ["qp", "portfolio"])
-def test_kkt_matches_torch_in_one_launch_each_way(name, monkeypatch):
+@pytest.mark.parametrize("name,sizes", [("qp", (4, 3, 1)), ("qp", (6, 8, 2)), ("qp", (5, 2, 3)), ("portfolio", (4, 3, 1))],
+                         ids=["qp", "qp-6-8-2", "qp-5-2-3", "portfolio"])
+def test_kkt_matches_torch_in_one_launch_each_way(name, sizes, monkeypatch):
     # The interior-point kernel against solvers/ipm.py, step for step: the same iteration counts;
     # the direct KKT backward (runtime/kkt.kkt_jacobian) for every param, through the duals too.
-    model, params = layer(name), kkt_data(name)
+    # QP n = 6 with 8/2 and n = 5 with 2/3 hold the state in a 16-lane tile and the reduced system
+    # in an 8 x 8 one, Jg in 8 x 8 and 2 x 8, the equality rows in 2 and 4 lanes.
+    n, m, p = sizes
+    model, params = layer(name), kkt_data(name, n=n, m=m, p=p)
     x_ref, duals_ref, grads_ref, stats_ref = run_kkt(model, params, "torch")
     counters = count_launches(model, monkeypatch)
     x, duals, grads, stats = run_kkt(model, params, "triton")
@@ -592,7 +596,8 @@ AOT = """
     import concurrent.futures, sys, torch, optlang
     import triton, triton.language as tl
     from triton.backends.compiler import GPUTarget
-    from optlang.backends.triton.executor import TritonExecutor
+    from optlang.backends.triton.executor import TritonExecutor, kkt_blocks
+    from optlang.runtime.bound import BoundProblem
     from optlang.backends.triton.printer import next_pow2
 
     TARGET = GPUTarget("cuda", 90, 128)  # Hopper (H100/H200); ptxas ships in the triton wheel
@@ -629,6 +634,9 @@ AOT = """
                     else:
                         signature[p.name] = "i32"
                 constexprs.update({f"BLOCK_{d}": next_pow2(v) for d, v in dims.items()})
+                if plan.kind == "kkt":  # the interior point's own tiles
+                    bound = BoundProblem(None, plan, {}, dims, (1,), torch.float64, torch.device("cpu"))
+                    constexprs.update(kkt_blocks(bound))
                 constexprs.update({k: v for k, v in (("EPS", 1e-7), ("TINY", 1e-30), ("DELTA", 1e-5),
                                                            ("ACCELERATE", True))
                                    if k in signature})

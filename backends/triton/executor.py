@@ -36,7 +36,8 @@ import weakref
 
 import torch
 
-from optlang.backends.triton.limits import MAX_REGISTERS, MAX_TILE, TILE_PER_THREAD, spill_free_tile
+from optlang.backends.triton.limits import (KKT_SYSTEM_TILE, KKT_TILE_PER_THREAD, MAX_REGISTERS, MAX_TILE,
+                                            TILE_PER_THREAD, spill_free_tile)
 from optlang.backends.triton.printer import Layout, block, kernel_name, next_pow2, print_plan, unsupported
 from optlang.errors import CallError, user_stacklevel
 from optlang.passes.select import backward_method, default_solver
@@ -182,7 +183,25 @@ def tile_constexprs(bound) -> dict:
     """The kernels' tile sizes: BLOCK_<dim> per dim and VAR_BLOCK for the flat state, powers of two."""
     consts = {f"BLOCK_{d}": next_pow2(bound.dims[d]) for d in Layout.of(bound.plan).dims}
     consts["VAR_BLOCK"] = next_pow2(bound.n)
+    if bound.plan.kind == "kkt":
+        consts.update(kkt_blocks(bound))
     return consts
+
+
+def kkt_sizes(bound) -> dict:
+    """{"var": NV, "ineq": NI, "eq": NE}: the entries of the var, the inequality rows and the equality rows."""
+    sizes = {"var": 0, "ineq": 0, "eq": 0}
+    for b in bound.plan.state:
+        sizes[b.kind] += math.prod(_concrete(tuple(b.shape), bound.dims))
+    return sizes
+
+
+def kkt_blocks(bound) -> dict:
+    """The interior-point kernel's own tiles (templates/ipm.py): K_BLOCK for x and the reduced system's
+    unknowns (x, then nu), I_BLOCK for the inequality rows, E_BLOCK for the equality rows."""
+    n = kkt_sizes(bound)
+    return {"K_BLOCK": next_pow2(n["var"] + n["eq"]), "I_BLOCK": next_pow2(max(n["ineq"], 1)),
+            "E_BLOCK": next_pow2(max(n["eq"], 1))}
 
 
 def _param_arg(t: torch.Tensor, shape: tuple, batch: tuple) -> list:
@@ -223,7 +242,8 @@ def num_warps(bound) -> int:
     Jacobian fits at 4 warps in float32 and spills about 300 bytes a thread at 4 in float64, none at 8."""
     tile, _ = largest_tile(bound)
     width = 2 if bound.dtype == torch.float64 else 1
-    return min(16, max(4, next_pow2(-(-tile * width // (32 * TILE_PER_THREAD)))))
+    per_thread = KKT_TILE_PER_THREAD if bound.plan.kind == "kkt" else TILE_PER_THREAD
+    return min(16, max(4, next_pow2(-(-tile * width // (32 * per_thread)))))
 
 
 def spills(bound) -> str | None:
@@ -231,11 +251,18 @@ def spills(bound) -> str | None:
     tile, what = largest_tile(bound)
     dtype = "float64" if bound.dtype == torch.float64 else "float32"
     cap = spill_free_tile(bound.plan.kind, dtype)
-    if tile <= cap:
-        return None
     solver = "interior-point " if bound.plan.kind == "kkt" else ""
-    return (f"would spill registers in the Triton {solver}kernels at this size: {what}, above the {cap} "
-            f"elements that stay on chip in {dtype}")
+    if tile > cap:
+        return (f"would spill registers in the Triton {solver}kernels at this size: {what}, above the {cap} "
+                f"elements that stay on chip in {dtype}")
+    if bound.plan.kind == "kkt":
+        blocks, cap = kkt_blocks(bound), KKT_SYSTEM_TILE[dtype]
+        k, i = blocks["K_BLOCK"], blocks["I_BLOCK"]
+        if max(k * k, i * k) > cap:
+            return (f"would spill registers in the Triton interior-point kernel at this size: its reduced system "
+                    f"is {k} x {k} and the inequality Jacobian {i} x {k}, above the {cap} elements a tile of "
+                    f"them may hold on chip in {dtype}")
+    return None
 
 
 def largest_tile(bound) -> tuple:

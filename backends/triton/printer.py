@@ -110,11 +110,12 @@ class Layout:
 
     params: tuple  # ((source name, generated name, declared shape), ...) in plan order
     dims: tuple  # the plan's dim names, in order
+    blocks: tuple = ()  # the solver's own tile sizes past VAR_BLOCK (the interior point's: KKT_BLOCKS)
 
     @classmethod
     def of(cls, plan: Plan) -> "Layout":
         return cls(tuple((p.name, "p_" + p.name, tuple(p.shape)) for p in plan.params),
-                   tuple(d.name for d in plan.dims))
+                   tuple(d.name for d in plan.dims), KKT_BLOCKS if plan.kind == "kkt" else ())
 
     def dev_sig(self, typed: bool) -> list:
         c = ": tl.constexpr" if typed else ""
@@ -123,7 +124,18 @@ class Layout:
     def sig(self, typed: bool) -> str:
         c = ": tl.constexpr" if typed else ""
         names = [g for _, g, _ in self.params] + ["N"] + [f"n_{d}" for d in self.dims]
-        return ", ".join(names + [f"BLOCK_{d}{c}" for d in self.dims] + [f"VAR_BLOCK{c}", f"DTYPE{c}"])
+        return ", ".join(names + [f"BLOCK_{d}{c}" for d in self.dims] + [f"{b}{c}" for b in self.blocks]
+                         + [f"VAR_BLOCK{c}", f"DTYPE{c}"])
+
+    def const_sig(self) -> str:
+        """A kernel's trailing constexprs: the tile sizes and the dtype."""
+        return ", ".join([f"BLOCK_{d}: tl.constexpr" for d in self.dims] + [f"{b}: tl.constexpr" for b in self.blocks]
+                         + ["VAR_BLOCK: tl.constexpr", "DTYPE: tl.constexpr"])
+
+
+# The interior-point kernel's tiles (templates/ipm.py; executor.kkt_blocks sets them): x and the reduced
+# system's unknowns, the inequality rows, the equality rows.
+KKT_BLOCKS = ("K_BLOCK", "I_BLOCK", "E_BLOCK")
 
 
 def unsupported(plan: Plan) -> str | None:
@@ -411,8 +423,7 @@ def template_values(plan: Plan, layout: Layout) -> dict:
         "__SIG__": layout.sig(True), "__ARGS__": layout.sig(False),
         "__KERNEL_SIG__": ", ".join([f"{s}_{g}" for _, g, _ in layout.params for s in ("ptr", "bs")]
                                     + ["N"] + [f"n_{d}" for d in layout.dims]),
-        "__CONST_SIG__": ", ".join([f"BLOCK_{d}: tl.constexpr" for d in layout.dims]
-                                   + ["VAR_BLOCK: tl.constexpr", "DTYPE: tl.constexpr"]),
+        "__CONST_SIG__": layout.const_sig(),
         "__GRAD_SIG__": ", ".join(grads), "__GRAD_ARGS__": ", ".join(grads),
         "__LOAD_PARAMS__": load_lines(layout), "__VAR_SIZE__": var_size(plan),
         "__CONVERGED__": result.CONVERGED, "__MAX_ITER__": result.MAX_ITER, "__FAILED__": result.FAILED,

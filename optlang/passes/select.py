@@ -114,15 +114,20 @@ def select(fns: Functions) -> tuple:
 
 def _backend_why(label: str) -> str:
     """The default backend's rule, with the on-chip limits it applies to this class (measured on sm_90)."""
-    from optlang.backends.triton.limits import spill_free_tile
+    from optlang.backends.triton.limits import KKT_SYSTEM_TILE, spill_free_tile
 
     if label in ("fixed_point", "root", "smooth"):
         what = "dense Jacobian"
     elif label == "prox":
         what = "dense Jacobian or data tile"
     else:
-        what = "interior point's KKT system over the vars and duals"
-    caps = ", ".join(f"{spill_free_tile(label, d)} in {d}" for d in ("float32", "float64"))
+        what = "KKT Jacobian over the vars and duals"
+    dtypes = ("float32", "float64")
+    caps = ", ".join(f"{spill_free_tile(label, d)} in {d}" for d in dtypes)
+    if label not in ("fixed_point", "root", "smooth", "prox"):
+        system = ", ".join(f"{KKT_SYSTEM_TILE[d]} in {d}" for d in dtypes)
+        caps += (f"; and the interior point's reduced system over the vars and equality duals, or its inequality "
+                 f"Jacobian, no more than {system}")
     return (f"Triton kernels on CUDA tensors, PyTorch on the CPU. On CUDA, a call whose largest tile (the {what}, "
             f"padded to powers of two) has more elements than its kernels keep in registers without spilling on "
             f"sm_90 ({caps}) runs on the PyTorch backend instead, with a warning; backend=\"triton\" runs it anyway")

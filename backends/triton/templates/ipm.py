@@ -7,13 +7,17 @@
 # halving for nonlinear g; the infeasibility and unboundedness certificates. Where it
 # differs: a zero pivot gives gauss_solve's basic solution where ipm.py takes the pseudo-
 # inverse's, and sums run in another order (results agree to rounding).
-# Tiles: x, grad (lanes 0 .. NV), g, s, lam (0 .. NI) and h, nu (0 .. NE) are [VAR_BLOCK]
-# tiles, padded with 0; Jg, Jh (rows the constraints, columns the vars), H and the reduced
-# system (the x rows, then the nu rows) are [VAR_BLOCK, VAR_BLOCK] tiles, padded with the
-# identity where solved. The kernel stores the flat state (x, lam, nu), the status and the
-# iteration count.
+# Tiles, each as small as its block: x, grad and the reduced system's unknowns (the x lanes
+# 0 .. NV, then the nu lanes) are [K_BLOCK] tiles, K_BLOCK >= NV + NE; g, s, lam [I_BLOCK]
+# (lanes 0 .. NI); h, nu [E_BLOCK] (0 .. NE); all padded with 0. Jg is [I_BLOCK, K_BLOCK] and
+# Jh [E_BLOCK, K_BLOCK] (rows the constraints, columns the vars), H and the reduced system
+# [K_BLOCK, K_BLOCK], padded with the identity where solved: at OptNet's n = 20 with 20/5 a
+# 32 x 32 system, where one tile of the whole state (vars and duals, VAR_BLOCK) is 64 x 64.
+# The problem's functions take and give flat [VAR_BLOCK] tiles (the kkt adapters): `take` and
+# `place` move vectors between the two layouts. The kernel stores the flat state (x, lam, nu),
+# the status and the iteration count.
 #: Placeholders: as in backward.py, plus __NV__, __NI__, __NE__ (the printed sizes of the
-#: var, the inequality rows and the equality rows), __NONLINEAR__ (not every constraint
+#: var, the inequality rows and the equality rows; K_BLOCK, I_BLOCK and E_BLOCK are constexprs), __NONLINEAR__ (not every constraint
 #: affine), __CONSTANT_HESSIAN__ (affine constraints and a quadratic objective), and the constants of ipm.py and runtime/kkt.py (__FRACTION__, __TRUST__,
 #: __MAX_BACKTRACKS__, __CERT__, __WEAK__, __BALANCE__, the status codes).
 INFEASIBLE = tl.constexpr(__INFEASIBLE__)
@@ -31,10 +35,27 @@ BALANCE = tl.constexpr(__BALANCE__)
 
 
 @triton.jit
-def shift(v, k, VAR_BLOCK: tl.constexpr):
-    """out[i] = v[i - k], 0 where i - k is off the tile (a one-hot contraction: exact)."""
-    r = tl.arange(0, VAR_BLOCK)
-    return tl.sum(tl.where(r[None, :] == r[:, None] - k, v[None, :], 0.0), axis=1)
+def take(v, off, count, IN: tl.constexpr, OUT: tl.constexpr):
+    """out[i] = v[off + i] for i < count, else 0: a block of a tile of IN lanes as a tile of OUT
+    lanes (a one-hot contraction: exact)."""
+    i = tl.arange(0, OUT)
+    j = tl.arange(0, IN)
+    return tl.sum(tl.where((j[None, :] == off + i[:, None]) & (i[:, None] < count), v[None, :], 0.0), axis=1)
+
+
+@triton.jit
+def place(v, off, count, IN: tl.constexpr, OUT: tl.constexpr):
+    """out[off + i] = v[i] for i < count, else 0: lanes of a tile of IN lanes put into one of OUT lanes."""
+    i = tl.arange(0, IN)
+    j = tl.arange(0, OUT)
+    return tl.sum(tl.where((j[None, :] == off + i[:, None]) & (i[:, None] < count), v[:, None], 0.0), axis=0)
+
+
+@triton.jit
+def flat(x, lam, nu, __SIG__):
+    """The flat state (x, lam, nu) as one [VAR_BLOCK] tile, what the problem's functions take."""
+    out = place(x, 0, __NV__, K_BLOCK, VAR_BLOCK) + place(lam, __NV__, __NI__, I_BLOCK, VAR_BLOCK)
+    return out + place(nu, __NV__ + __NI__, __NE__, E_BLOCK, VAR_BLOCK)
 
 
 @triton.jit
@@ -55,7 +76,7 @@ def finite_mat(A):
 
 @triton.jit
 def mv(A, v):
-    """A v for a [VAR_BLOCK, VAR_BLOCK] tile A."""
+    """A v for a matrix tile A."""
     return tl.sum(A * v[None, :], axis=1)
 
 
@@ -68,10 +89,11 @@ def mtv(A, v):
 @triton.jit
 def evaluate(x, Jg, Jh, __SIG__):
     """f, grad f, g, Jg, h, Jh at x (ipm._point); the Jacobians given (affine constraints) or rebuilt."""
-    f = objective_flat(x, __ARGS__)
-    grad = gradient_flat(x, __ARGS__)
-    g = ineq_flat(x, __ARGS__)
-    h = eq_flat(x, __ARGS__)
+    xf = place(x, 0, __NV__, K_BLOCK, VAR_BLOCK)
+    f = objective_flat(xf, __ARGS__)
+    grad = take(gradient_flat(xf, __ARGS__), 0, __NV__, VAR_BLOCK, K_BLOCK)
+    g = take(ineq_flat(xf, __ARGS__), 0, __NI__, VAR_BLOCK, I_BLOCK)
+    h = take(eq_flat(xf, __ARGS__), 0, __NE__, VAR_BLOCK, E_BLOCK)
     if NONLINEAR:
         Jg, Jh = jacobians(x, __ARGS__)
     return f, grad, g, Jg, h, Jh
@@ -80,13 +102,17 @@ def evaluate(x, Jg, Jh, __SIG__):
 @triton.jit
 def jacobians(x, __SIG__):
     """Jg and Jh at x, from NV JVPs each."""
+    xf = place(x, 0, __NV__, K_BLOCK, VAR_BLOCK)
     r = tl.arange(0, VAR_BLOCK)
-    Jg = tl.zeros((VAR_BLOCK, VAR_BLOCK), DTYPE)
-    Jh = tl.zeros((VAR_BLOCK, VAR_BLOCK), DTYPE)
+    c = tl.arange(0, K_BLOCK)
+    Jg = tl.zeros((I_BLOCK, K_BLOCK), DTYPE)
+    Jh = tl.zeros((E_BLOCK, K_BLOCK), DTYPE)
     for j in range(0, __NV__):
         e = (r == j).to(DTYPE)
-        Jg = tl.where(r[None, :] == j, jvp_ineq_flat(x, e, __ARGS__)[:, None], Jg)
-        Jh = tl.where(r[None, :] == j, jvp_eq_flat(x, e, __ARGS__)[:, None], Jh)
+        col_g = take(jvp_ineq_flat(xf, e, __ARGS__), 0, __NI__, VAR_BLOCK, I_BLOCK)
+        col_h = take(jvp_eq_flat(xf, e, __ARGS__), 0, __NE__, VAR_BLOCK, E_BLOCK)
+        Jg = tl.where(c[None, :] == j, col_g[:, None], Jg)
+        Jh = tl.where(c[None, :] == j, col_h[:, None], Jh)
     return Jg, Jh
 
 
@@ -94,18 +120,20 @@ def jacobians(x, __SIG__):
 def hessian(x, lam, nu, __SIG__):
     """The Lagrangian's Hessian in the vars at (x, lam, nu), from NV Hessian-vector products."""
     r = tl.arange(0, VAR_BLOCK)
-    z = x + shift(lam, __NV__, VAR_BLOCK) + shift(nu, __NV__ + __NI__, VAR_BLOCK)
-    H = tl.zeros((VAR_BLOCK, VAR_BLOCK), DTYPE)
+    c = tl.arange(0, K_BLOCK)
+    z = flat(x, lam, nu, __ARGS__)
+    H = tl.zeros((K_BLOCK, K_BLOCK), DTYPE)
     for j in range(0, __NV__):
         e = (r == j).to(DTYPE)
-        H = tl.where(r[None, :] == j, hvp_lagrangian_flat(z, e, __ARGS__)[:, None], H)
+        col = take(hvp_lagrangian_flat(z, e, __ARGS__), 0, __NV__, VAR_BLOCK, K_BLOCK)
+        H = tl.where(c[None, :] == j, col[:, None], H)
     return H
 
 
 @triton.jit
 def scales(x, lam, nu, grad, g, Jg, h, Jh, __SIG__):
     """(P, D, Pg, G) of ipm._scales."""
-    r = tl.arange(0, VAR_BLOCK)
+    r = tl.arange(0, I_BLOCK)
     Jgx = mv(Jg, x)
     Jhx = mv(Jh, x)
     Pg = tl.maximum(tl.abs(Jgx), tl.abs(g - Jgx))
@@ -128,16 +156,18 @@ def kkt_residual(x, s, lam, nu, grad, g, Jg, h, Jh, __SIG__):
 @triton.jit
 def reduced_system(H, Jg, Jh, s, lam, DELTA: tl.constexpr, __SIG__):
     """[[H + Jg' diag(lam / s) Jg + d I, Jh'], [Jh, -d I]] (ipm._factorize), identity on the padding."""
-    r = tl.arange(0, VAR_BLOCK)
-    w = lam / tl.where(r < __NI__, s, 1.0)
+    ri = tl.arange(0, I_BLOCK)
+    re = tl.arange(0, E_BLOCK)
+    r = tl.arange(0, K_BLOCK)
+    w = lam / tl.where(ri < __NI__, s, 1.0)
     K = H
     for i in range(0, __NI__):
-        row = tl.sum(tl.where(r[:, None] == i, Jg, 0.0), axis=0)
-        w_i = tl.sum(tl.where(r == i, w, 0.0), axis=0)
+        row = tl.sum(tl.where(ri[:, None] == i, Jg, 0.0), axis=0)
+        w_i = tl.sum(tl.where(ri == i, w, 0.0), axis=0)
         K += row[:, None] * (w_i * row)[None, :]
-    JhS = tl.zeros((VAR_BLOCK, VAR_BLOCK), DTYPE)  # Jh moved down NV rows
+    JhS = tl.zeros((K_BLOCK, K_BLOCK), DTYPE)  # Jh moved down NV rows
     for i in range(0, __NE__):
-        row = tl.sum(tl.where(r[:, None] == i, Jh, 0.0), axis=0)
+        row = tl.sum(tl.where(re[:, None] == i, Jh, 0.0), axis=0)
         JhS = tl.where(r[:, None] == __NV__ + i, row[None, :], JhS)
     diag = r[:, None] == r[None, :]
     reg = tl.where(r < __NV__, DELTA, tl.where(r < __NV__ + __NE__, -DELTA, 1.0))
@@ -147,21 +177,22 @@ def reduced_system(H, Jg, Jh, s, lam, DELTA: tl.constexpr, __SIG__):
 @triton.jit
 def direction(K, Jg, s, lam, r_d, r_g, r_h, r_c, __SIG__):
     """Newton step (dx, ds, dlam, dnu) driving the residuals to 0 and s * lam to s * lam - r_c."""
-    r = tl.arange(0, VAR_BLOCK)
-    s1 = tl.where(r < __NI__, s, 1.0)
-    rhs = -r_d - mtv(Jg, (lam * r_g - r_c) / s1) + shift(-r_h, __NV__, VAR_BLOCK)
-    sol, singular = gauss_solve(K, rhs, VAR_BLOCK, DTYPE)
+    r = tl.arange(0, K_BLOCK)
+    ri = tl.arange(0, I_BLOCK)
+    s1 = tl.where(ri < __NI__, s, 1.0)
+    rhs = -r_d - mtv(Jg, (lam * r_g - r_c) / s1) + place(-r_h, __NV__, __NE__, E_BLOCK, K_BLOCK)
+    sol, singular = gauss_solve(K, rhs, K_BLOCK, DTYPE)
     dx = tl.where(r < __NV__, sol, 0.0)
-    dnu = tl.where(r < __NE__, shift(sol, -__NV__, VAR_BLOCK), 0.0)
-    ds = tl.where(r < __NI__, -r_g - mv(Jg, dx), 0.0)
-    dlam = tl.where(r < __NI__, -(r_c + lam * ds) / s1, 0.0)
+    dnu = take(sol, __NV__, __NE__, K_BLOCK, E_BLOCK)
+    ds = tl.where(ri < __NI__, -r_g - mv(Jg, dx), 0.0)
+    dlam = tl.where(ri < __NI__, -(r_c + lam * ds) / s1, 0.0)
     return dx, ds, dlam, dnu
 
 
 @triton.jit
 def max_step(s, lam, ds, dlam, frac, __SIG__):
     """Largest step in [0, 1] keeping s and lam at least (1 - frac) times their values."""
-    r = tl.arange(0, VAR_BLOCK)
+    r = tl.arange(0, I_BLOCK)
     rows = r < __NI__
     rs = tl.where(rows & (ds < 0.0), -s / tl.where(ds < 0.0, ds, -1.0), INF)
     rl = tl.where(rows & (dlam < 0.0), -lam / tl.where(dlam < 0.0, dlam, -1.0), INF)
@@ -220,7 +251,7 @@ def ipm_step(x, s, lam, nu, grad, g, Jg, h, Jh, H, tol, EPS: tl.constexpr, TINY:
         # Halve the step until the linearization of g describes it (ipm._backtrack); an
         # instance whose steps never pass keeps the smallest one tried.
         Jgdx = mv(Jg, dx)
-        rows = tl.arange(0, VAR_BLOCK) < __NI__
+        rows = tl.arange(0, I_BLOCK) < __NI__
         pred = alpha * Jgdx
         err = tl.abs(g1 - g - pred)
         fits = tl.min(tl.where(rows & (err > TRUST * (tl.abs(pred) + tl.abs(g) + s)), 0, 1), axis=0) == 1
@@ -266,9 +297,9 @@ def ipm_kernel(x_ptr, status_ptr, iterations_ptr, residual_ptr, tol_ptr, max_ite
     pid = tl.program_id(0).to(tl.int64)
     __LOAD_PARAMS__
     tol = tl.load(tol_ptr)
-    r = tl.arange(0, VAR_BLOCK)
-    x = tl.zeros((VAR_BLOCK,), DTYPE)
-    nu = tl.zeros((VAR_BLOCK,), DTYPE)
+    r = tl.arange(0, I_BLOCK)
+    x = tl.zeros((K_BLOCK,), DTYPE)
+    nu = tl.zeros((E_BLOCK,), DTYPE)
     Jg, Jh = jacobians(x, __ARGS__)
     f, grad, g, Jg, h, Jh = evaluate(x, Jg, Jh, __ARGS__)
     # Slacks make the start feasible in g + s = 0 where g(0) is far inside, else 1.
@@ -302,8 +333,7 @@ def ipm_kernel(x_ptr, status_ptr, iterations_ptr, residual_ptr, tol_ptr, max_ite
         status = tl.where(keep == 0, FAILED, tl.where(res <= tol, CONVERGED, status))
         status = tl.where((status == MAX_ITER) & infeasible, INFEASIBLE, status)
         status = tl.where((status == MAX_ITER) & unbounded, UNBOUNDED, status)
-    state = x + shift(lam, __NV__, VAR_BLOCK) + shift(nu, __NV__ + __NI__, VAR_BLOCK)
-    store_var(x_ptr + pid * N, state, __ARGS__)
+    store_var(x_ptr + pid * N, flat(x, lam, nu, __ARGS__), __ARGS__)
     tl.store(status_ptr + pid, status.to(tl.int8))
     tl.store(iterations_ptr + pid, iterations)
     tl.store(residual_ptr + pid, res)
@@ -320,12 +350,12 @@ def backward_kkt_kernel(x_ptr, g_ptr, flag_ptr, weak_ptr, tol_ptr, __GRAD_SIG__,
     tol = tl.load(tol_ptr)
     r = tl.arange(0, VAR_BLOCK)
     J = jacobian(x, __ARGS__)
-    lam = tl.where(r < __NI__, shift(x, -__NV__, VAR_BLOCK), 0.0)
+    lam = take(x, __NV__, __NI__, VAR_BLOCK, VAR_BLOCK)
     gi = ineq_flat(x, __ARGS__)
     small = tl.minimum(tl.abs(lam), tl.abs(gi))
     large = tl.maximum(tl.abs(lam), tl.abs(gi))
     weak = (r < __NI__) & (large <= WEAK * tl.sqrt(tol)) & (small >= BALANCE * large)
-    rows = shift(weak.to(DTYPE), __NV__, VAR_BLOCK) > 0.5  # row NV + i: complementarity of row i
+    rows = place(weak.to(DTYPE), __NV__, __NI__, VAR_BLOCK, VAR_BLOCK) > 0.5  # row NV + i: complementarity of row i
     J = tl.where(rows[:, None], tl.where(r[:, None] == r[None, :], -1.0, 0.0), J)
     w, singular = gauss_solve(tl.trans(J), g, VAR_BLOCK, DTYPE)
     store_grads(x, w, pid, __GRAD_ARGS__, __ARGS__)
