@@ -14,7 +14,7 @@ pytestmark = [pytest.mark.triton, pytest.mark.skipif(resources.available() is no
 
 # (example, dims, dtype, kernels the call launches): issue 8's sizes (NNLS A 64 x 32, DEQ d = 64,
 # sparsemax n = 256: one prox step, no n x n tile, and a PyTorch backward with nothing to solve, OptNet's
-# QP n = 20 with 20/5 in float32: a 32 x 32 reduced system, a 64 x 64 state tile) and the largest
+# QP n = 20 with 20/5 in float32: a 32 x 32 system in the vars, a 64 x 64 state tile) and the largest
 # float64 QP that fits (a 16 x 16 system, a 32 x 32 state tile).
 ON_CHIP = [
     ("nnls", {"m": 64, "n": 32}, "fp32", ("fista_kernel", "backward_cg_kernel", "backward_direct_kernel")),
@@ -27,9 +27,9 @@ ON_CHIP = [
     ("sparsemax", {"n": 256}, "fp32", ("fista_kernel",)),
     ("sparsemax", {"n": 256}, "fp64", ("fista_kernel",)),
 ]
-# Sizes the default choice sends to PyTorch: the QP n = 64 with 32/8 (a 128 x 128 state tile, a 128 x 128
-# reduced system), n = 20 with 20/5 in float64, and one power of two past each interior-point tile limit
-# in float32 (Jg 64 x 32; a 64 x 64 reduced system).
+# Sizes the default choice sends to PyTorch: the QP n = 64 with 32/8 (a 128 x 128 state tile, a 64 x 64
+# system in the vars), n = 20 with 20/5 in float64, and one power of two past each interior-point tile
+# limit in float32 (Jg 64 x 32; a 64 x 64 system).
 ON_PYTORCH = [("qp", {"n": 64, "m": 32, "p": 8}, "fp32"), ("qp", {"n": 64, "m": 32, "p": 8}, "fp64"),
               ("qp", {"n": 20, "m": 20, "p": 5}, "fp64"), ("qp", {"n": 20, "m": 40, "p": 4}, "fp32"),
               ("qp", {"n": 40, "m": 16, "p": 8}, "fp32")]
@@ -64,7 +64,7 @@ def test_sizes_that_would_spill_run_on_pytorch_and_say_why(example, dims, dtype)
 
 @pytest.mark.parametrize("dims", [{"n": 20, "m": 40, "p": 4}, {"n": 40, "m": 16, "p": 8}], ids=["Jg", "system"])
 def test_the_interior_point_limits_are_where_spilling_starts(dims):
-    # One power of two above KKT_SYSTEM_TILE in float32 (Jg 64 x 32; a 64 x 64 reduced system) the
+    # One power of two above KKT_SYSTEM_TILE in float32 (Jg 64 x 32; a 64 x 64 system in the vars) the
     # interior-point kernel does not fit at the warps it would get, nor at twice as many (it spills, or
     # its registers exceed the register file: ptxas does not count the warps): the limit is not arbitrary.
     bound = bound_for("qp", dims, "fp32")
@@ -85,5 +85,4 @@ def test_conditions_state_the_backend_rule_with_its_limits(capsys):
     assert main(["conditions", "examples/qp.opt"]) == 0
     text = " ".join(capsys.readouterr().out.split())
     assert "backend = auto" in text and "without spilling on sm_90 (4096 in float32, 1024 in float64;" in text
-    assert "reduced system over the vars and equality duals, or its inequality Jacobian, no more than 1024 in " \
-           "float32, 256 in float64)" in text
+    assert "system in the vars, or its inequality Jacobian, no more than 1024 in float32, 256 in float64)" in text

@@ -396,13 +396,15 @@ def run_kkt(model, params, backend, **options):
     return x.detach(), {k: v.detach() for k, v in sol.duals.items()}, dict(zip(leaves, grads)), sol.stats
 
 
-@pytest.mark.parametrize("name,sizes", [("qp", (4, 3, 1)), ("qp", (6, 8, 2)), ("qp", (5, 2, 3)), ("portfolio", (4, 3, 1))],
-                         ids=["qp", "qp-6-8-2", "qp-5-2-3", "portfolio"])
+@pytest.mark.parametrize("name,sizes", [("qp", (4, 3, 1)), ("qp", (6, 8, 2)), ("qp", (5, 2, 3)), ("qp", (20, 20, 5)),
+                                        ("portfolio", (4, 3, 1))],
+                         ids=["qp", "qp-6-8-2", "qp-5-2-3", "qp-optnet-20-20-5", "portfolio"])
 def test_kkt_matches_torch_in_one_launch_each_way(name, sizes, monkeypatch):
     # The interior-point kernel against solvers/ipm.py, step for step: the same iteration counts;
     # the direct KKT backward (runtime/kkt.kkt_jacobian) for every param, through the duals too.
-    # QP n = 6 with 8/2 and n = 5 with 2/3 hold the state in a 16-lane tile and the reduced system
-    # in an 8 x 8 one, Jg in 8 x 8 and 2 x 8, the equality rows in 2 and 4 lanes.
+    # QP n = 6 with 8/2 and n = 5 with 2/3 hold the state in a 16-lane tile and the system in the vars
+    # in an 8 x 8 one, Jg in 8 x 8 and 2 x 8, the equality rows in 2 and 4 lanes; OptNet's n = 20 with
+    # 20/5 is the size the default choice now runs on Triton in float32 (about 25 s interpreted).
     n, m, p = sizes
     model, params = layer(name), kkt_data(name, n=n, m=m, p=p)
     x_ref, duals_ref, grads_ref, stats_ref = run_kkt(model, params, "torch")

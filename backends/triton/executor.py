@@ -197,10 +197,10 @@ def kkt_sizes(bound) -> dict:
 
 
 def kkt_blocks(bound) -> dict:
-    """The interior-point kernel's own tiles (templates/ipm.py): K_BLOCK for x and the reduced system's
-    unknowns (x, then nu), I_BLOCK for the inequality rows, E_BLOCK for the equality rows."""
+    """The interior-point kernel's own tiles (templates/ipm.py): X_BLOCK for the var (and its
+    system Kx), I_BLOCK for the inequality rows, E_BLOCK for the equality rows."""
     n = kkt_sizes(bound)
-    return {"K_BLOCK": next_pow2(n["var"] + n["eq"]), "I_BLOCK": next_pow2(max(n["ineq"], 1)),
+    return {"X_BLOCK": next_pow2(max(n["var"], 1)), "I_BLOCK": next_pow2(max(n["ineq"], 1)),
             "E_BLOCK": next_pow2(max(n["eq"], 1))}
 
 
@@ -257,10 +257,10 @@ def spills(bound) -> str | None:
                 f"elements that stay on chip in {dtype}")
     if bound.plan.kind == "kkt":
         blocks, cap = kkt_blocks(bound), KKT_SYSTEM_TILE[dtype]
-        k, i = blocks["K_BLOCK"], blocks["I_BLOCK"]
+        k, i = blocks["X_BLOCK"], blocks["I_BLOCK"]
         if max(k * k, i * k) > cap:
-            return (f"would spill registers in the Triton interior-point kernel at this size: its reduced system "
-                    f"is {k} x {k} and the inequality Jacobian {i} x {k}, above the {cap} elements a tile of "
+            return (f"would spill registers in the Triton interior-point kernel at this size: its system in the "
+                    f"vars is {k} x {k} and the inequality Jacobian {i} x {k}, above the {cap} elements a tile of "
                     f"them may hold on chip in {dtype}")
     return None
 

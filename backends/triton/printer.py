@@ -133,9 +133,9 @@ class Layout:
                          + ["VAR_BLOCK: tl.constexpr", "DTYPE: tl.constexpr"])
 
 
-# The interior-point kernel's tiles (templates/ipm.py; executor.kkt_blocks sets them): x and the reduced
-# system's unknowns, the inequality rows, the equality rows.
-KKT_BLOCKS = ("K_BLOCK", "I_BLOCK", "E_BLOCK")
+# The interior-point kernel's tiles (templates/ipm.py; executor.kkt_blocks sets them): the var (and its
+# system), the inequality rows, the equality rows.
+KKT_BLOCKS = ("X_BLOCK", "I_BLOCK", "E_BLOCK")
 
 
 def unsupported(plan: Plan) -> str | None:

@@ -126,8 +126,8 @@ def _backend_why(label: str) -> str:
     caps = ", ".join(f"{spill_free_tile(label, d)} in {d}" for d in dtypes)
     if label not in ("fixed_point", "root", "smooth", "prox"):
         system = ", ".join(f"{KKT_SYSTEM_TILE[d]} in {d}" for d in dtypes)
-        caps += (f"; and the interior point's reduced system over the vars and equality duals, or its inequality "
-                 f"Jacobian, no more than {system}")
+        caps += (f"; and the interior point's system in the vars, or its inequality Jacobian, no more than "
+                 f"{system}")
     return (f"Triton kernels on CUDA tensors, PyTorch on the CPU. On CUDA, a call whose largest tile (the {what}, "
             f"padded to powers of two) has more elements than its kernels keep in registers without spilling on "
             f"sm_90 ({caps}) runs on the PyTorch backend instead, with a warning; backend=\"triton\" runs it anyway")

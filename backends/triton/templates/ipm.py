@@ -3,21 +3,24 @@
 # the start x = 0, nu = 0, s = max(-g, 1), lam = 1; the residuals, scales and stopping test;
 # sigma = (mu_aff / mu)^3; the corrector's target floored by `stop`; the fraction to the
 # boundary; the reduced system [[H + Jg' diag(lam / s) Jg + d I, Jh'], [Jh, -d I]] with
-# d = eps^(2/3), solved twice (predictor, corrector) by Gaussian elimination; the step
-# halving for nonlinear g; the infeasibility and unboundedness certificates. Where it
-# differs: a zero pivot gives gauss_solve's basic solution where ipm.py takes the pseudo-
-# inverse's, and sums run in another order (results agree to rounding).
-# Tiles, each as small as its block: x, grad and the reduced system's unknowns (the x lanes
-# 0 .. NV, then the nu lanes) are [K_BLOCK] tiles, K_BLOCK >= NV + NE; g, s, lam [I_BLOCK]
-# (lanes 0 .. NI); h, nu [E_BLOCK] (0 .. NE); all padded with 0. Jg is [I_BLOCK, K_BLOCK] and
-# Jh [E_BLOCK, K_BLOCK] (rows the constraints, columns the vars), H and the reduced system
-# [K_BLOCK, K_BLOCK], padded with the identity where solved: at OptNet's n = 20 with 20/5 a
-# 32 x 32 system, where one tile of the whole state (vars and duals, VAR_BLOCK) is 64 x 64.
+# d = eps^(2/3), solved twice (predictor, corrector); the step halving for nonlinear g; the
+# infeasibility and unboundedness certificates. Where it differs: ipm.py eliminates the
+# whole reduced system, this kernel its x block and then the Schur complement on the
+# equality duals (the same solution); a zero pivot gives gauss_solve's basic solution where
+# ipm.py takes the pseudo-inverse's, and sums run in another order (results agree to rounding).
+# Tiles, each as small as its block: x and grad are [X_BLOCK] tiles (lanes 0 .. NV); g, s, lam
+# [I_BLOCK] (0 .. NI); h, nu [E_BLOCK] (0 .. NE); all padded with 0. Jg is [I_BLOCK, X_BLOCK] and
+# Jh [E_BLOCK, X_BLOCK] (rows the constraints, columns the vars), H and Kx = H + Jg' diag(lam / s)
+# Jg + d I [X_BLOCK, X_BLOCK], padded with the identity where solved. The reduced system
+# [[Kx, Jh'], [Jh, -d I]] is solved through its Schur complement S = Jh Kx^-1 Jh' + d I on the
+# equality duals (`schur`), the same solution as ipm.py's elimination of the whole system, so no
+# tile spans x and nu: at OptNet's n = 20 with 20/5 the largest is 32 x 32, at n = 64 with 32/8
+# 64 x 64, where one tile of the whole state (vars and duals, VAR_BLOCK) is 64 x 64 and 128 x 128.
 # The problem's functions take and give flat [VAR_BLOCK] tiles (the kkt adapters): `take` and
 # `place` move vectors between the two layouts. The kernel stores the flat state (x, lam, nu),
 # the status and the iteration count.
 #: Placeholders: as in backward.py, plus __NV__, __NI__, __NE__ (the printed sizes of the
-#: var, the inequality rows and the equality rows; K_BLOCK, I_BLOCK and E_BLOCK are constexprs), __NONLINEAR__ (not every constraint
+#: var, the inequality rows and the equality rows; X_BLOCK, I_BLOCK and E_BLOCK are constexprs), __NONLINEAR__ (not every constraint
 #: affine), __CONSTANT_HESSIAN__ (affine constraints and a quadratic objective), and the constants of ipm.py and runtime/kkt.py (__FRACTION__, __TRUST__,
 #: __MAX_BACKTRACKS__, __CERT__, __WEAK__, __BALANCE__, the status codes).
 INFEASIBLE = tl.constexpr(__INFEASIBLE__)
@@ -54,7 +57,7 @@ def place(v, off, count, IN: tl.constexpr, OUT: tl.constexpr):
 @triton.jit
 def flat(x, lam, nu, __SIG__):
     """The flat state (x, lam, nu) as one [VAR_BLOCK] tile, what the problem's functions take."""
-    out = place(x, 0, __NV__, K_BLOCK, VAR_BLOCK) + place(lam, __NV__, __NI__, I_BLOCK, VAR_BLOCK)
+    out = place(x, 0, __NV__, X_BLOCK, VAR_BLOCK) + place(lam, __NV__, __NI__, I_BLOCK, VAR_BLOCK)
     return out + place(nu, __NV__ + __NI__, __NE__, E_BLOCK, VAR_BLOCK)
 
 
@@ -89,9 +92,9 @@ def mtv(A, v):
 @triton.jit
 def evaluate(x, Jg, Jh, __SIG__):
     """f, grad f, g, Jg, h, Jh at x (ipm._point); the Jacobians given (affine constraints) or rebuilt."""
-    xf = place(x, 0, __NV__, K_BLOCK, VAR_BLOCK)
+    xf = place(x, 0, __NV__, X_BLOCK, VAR_BLOCK)
     f = objective_flat(xf, __ARGS__)
-    grad = take(gradient_flat(xf, __ARGS__), 0, __NV__, VAR_BLOCK, K_BLOCK)
+    grad = take(gradient_flat(xf, __ARGS__), 0, __NV__, VAR_BLOCK, X_BLOCK)
     g = take(ineq_flat(xf, __ARGS__), 0, __NI__, VAR_BLOCK, I_BLOCK)
     h = take(eq_flat(xf, __ARGS__), 0, __NE__, VAR_BLOCK, E_BLOCK)
     if NONLINEAR:
@@ -102,11 +105,11 @@ def evaluate(x, Jg, Jh, __SIG__):
 @triton.jit
 def jacobians(x, __SIG__):
     """Jg and Jh at x, from NV JVPs each."""
-    xf = place(x, 0, __NV__, K_BLOCK, VAR_BLOCK)
+    xf = place(x, 0, __NV__, X_BLOCK, VAR_BLOCK)
     r = tl.arange(0, VAR_BLOCK)
-    c = tl.arange(0, K_BLOCK)
-    Jg = tl.zeros((I_BLOCK, K_BLOCK), DTYPE)
-    Jh = tl.zeros((E_BLOCK, K_BLOCK), DTYPE)
+    c = tl.arange(0, X_BLOCK)
+    Jg = tl.zeros((I_BLOCK, X_BLOCK), DTYPE)
+    Jh = tl.zeros((E_BLOCK, X_BLOCK), DTYPE)
     for j in range(0, __NV__):
         e = (r == j).to(DTYPE)
         col_g = take(jvp_ineq_flat(xf, e, __ARGS__), 0, __NI__, VAR_BLOCK, I_BLOCK)
@@ -120,12 +123,12 @@ def jacobians(x, __SIG__):
 def hessian(x, lam, nu, __SIG__):
     """The Lagrangian's Hessian in the vars at (x, lam, nu), from NV Hessian-vector products."""
     r = tl.arange(0, VAR_BLOCK)
-    c = tl.arange(0, K_BLOCK)
+    c = tl.arange(0, X_BLOCK)
     z = flat(x, lam, nu, __ARGS__)
-    H = tl.zeros((K_BLOCK, K_BLOCK), DTYPE)
+    H = tl.zeros((X_BLOCK, X_BLOCK), DTYPE)
     for j in range(0, __NV__):
         e = (r == j).to(DTYPE)
-        col = take(hvp_lagrangian_flat(z, e, __ARGS__), 0, __NV__, VAR_BLOCK, K_BLOCK)
+        col = take(hvp_lagrangian_flat(z, e, __ARGS__), 0, __NV__, VAR_BLOCK, X_BLOCK)
         H = tl.where(c[None, :] == j, col[:, None], H)
     return H
 
@@ -154,39 +157,80 @@ def kkt_residual(x, s, lam, nu, grad, g, Jg, h, Jh, __SIG__):
 
 
 @triton.jit
-def reduced_system(H, Jg, Jh, s, lam, DELTA: tl.constexpr, __SIG__):
-    """[[H + Jg' diag(lam / s) Jg + d I, Jh'], [Jh, -d I]] (ipm._factorize), identity on the padding."""
+def x_system(H, Jg, s, lam, DELTA: tl.constexpr, __SIG__):
+    """Kx = H + Jg' diag(lam / s) Jg + d I, the x block of ipm._factorize's system; identity on the padding."""
     ri = tl.arange(0, I_BLOCK)
-    re = tl.arange(0, E_BLOCK)
-    r = tl.arange(0, K_BLOCK)
+    r = tl.arange(0, X_BLOCK)
     w = lam / tl.where(ri < __NI__, s, 1.0)
     K = H
     for i in range(0, __NI__):
         row = tl.sum(tl.where(ri[:, None] == i, Jg, 0.0), axis=0)
         w_i = tl.sum(tl.where(ri == i, w, 0.0), axis=0)
         K += row[:, None] * (w_i * row)[None, :]
-    JhS = tl.zeros((K_BLOCK, K_BLOCK), DTYPE)  # Jh moved down NV rows
-    for i in range(0, __NE__):
-        row = tl.sum(tl.where(re[:, None] == i, Jh, 0.0), axis=0)
-        JhS = tl.where(r[:, None] == __NV__ + i, row[None, :], JhS)
-    diag = r[:, None] == r[None, :]
-    reg = tl.where(r < __NV__, DELTA, tl.where(r < __NV__ + __NE__, -DELTA, 1.0))
-    return K + JhS + tl.trans(JhS) + tl.where(diag, reg[:, None], 0.0)
+    return K + tl.where(r[:, None] == r[None, :], tl.where(r < __NV__, DELTA, 1.0)[:, None], 0.0)
 
 
 @triton.jit
-def direction(K, Jg, s, lam, r_d, r_g, r_h, r_c, __SIG__):
-    """Newton step (dx, ds, dlam, dnu) driving the residuals to 0 and s * lam to s * lam - r_c."""
-    r = tl.arange(0, K_BLOCK)
+def schur(Kx, Jh, DELTA: tl.constexpr, __SIG__):
+    """(Z, S): Z = Kx^-1 Jh' [X_BLOCK, E_BLOCK] and the Schur complement S = Jh Z + d I of [[Kx, Jh'],
+    [Jh, -d I]] on the equality duals [E_BLOCK, E_BLOCK], identity on the padding."""
+    re = tl.arange(0, E_BLOCK)
+    Z = gauss_solve_columns(Kx, tl.trans(Jh), X_BLOCK, E_BLOCK, DTYPE)
+    S = tl.sum(Jh[:, :, None] * Z[None, :, :], axis=1)
+    return Z, S + tl.where(re[:, None] == re[None, :], tl.where(re < __NE__, DELTA, 1.0)[:, None], 0.0)
+
+
+@triton.jit
+def direction(Kx, Z, S, Jg, Jh, s, lam, r_d, r_g, r_h, r_c, __SIG__):
+    """Newton step (dx, ds, dlam, dnu) driving the residuals to 0 and s * lam to s * lam - r_c: the
+    reduced system [[Kx, Jh'], [Jh, -d I]] (dx, dnu) = (r1, -r_h) by its Schur complement,
+    dnu = S^-1 (Jh y + r_h) and dx = y - Z dnu with y = Kx^-1 r1."""
+    r = tl.arange(0, X_BLOCK)
     ri = tl.arange(0, I_BLOCK)
     s1 = tl.where(ri < __NI__, s, 1.0)
-    rhs = -r_d - mtv(Jg, (lam * r_g - r_c) / s1) + place(-r_h, __NV__, __NE__, E_BLOCK, K_BLOCK)
-    sol, singular = gauss_solve(K, rhs, K_BLOCK, DTYPE)
-    dx = tl.where(r < __NV__, sol, 0.0)
-    dnu = take(sol, __NV__, __NE__, K_BLOCK, E_BLOCK)
+    r1 = -r_d - mtv(Jg, (lam * r_g - r_c) / s1)
+    y, singular = gauss_solve(Kx, r1, X_BLOCK, DTYPE)
+    dnu, singular_s = gauss_solve(S, mv(Jh, y) + r_h, E_BLOCK, DTYPE)
+    dx = tl.where(r < __NV__, y - mv(Z, dnu), 0.0)
     ds = tl.where(ri < __NI__, -r_g - mv(Jg, dx), 0.0)
     dlam = tl.where(ri < __NI__, -(r_c + lam * ds) / s1, 0.0)
     return dx, ds, dlam, dnu
+
+
+@triton.jit
+def gauss_solve_columns(A, B, ROWS: tl.constexpr, COLS: tl.constexpr, DTYPE: tl.constexpr):
+    """X with A X = B for the COLS columns of B at once: gauss_solve's pivots, eliminations and zero-pivot
+    rule, the right-hand side a matrix."""
+    i = tl.arange(0, ROWS)
+    zero_pivots = tl.zeros((ROWS,), tl.int32)
+    for k in range(0, ROWS):
+        col = tl.sum(tl.where(i[None, :] == k, A, 0.0), axis=1)
+        size = tl.where(i >= k, tl.abs(col), -1.0)
+        p = tl.min(tl.where(size == tl.max(size, axis=0), i, ROWS), axis=0)
+        row_k = tl.sum(tl.where(i[:, None] == k, A, 0.0), axis=0)
+        row_p = tl.sum(tl.where(i[:, None] == p, A, 0.0), axis=0)
+        b_k = tl.sum(tl.where(i[:, None] == k, B, 0.0), axis=0)
+        b_p = tl.sum(tl.where(i[:, None] == p, B, 0.0), axis=0)
+        A = tl.where(i[:, None] == k, row_p[None, :], tl.where(i[:, None] == p, row_k[None, :], A))
+        B = tl.where(i[:, None] == k, b_p[None, :], tl.where(i[:, None] == p, b_k[None, :], B))
+        pivot = tl.sum(tl.where(i == k, row_p, 0.0), axis=0)
+        zero = pivot == 0.0
+        col = tl.where(i == p, tl.sum(tl.where(i == k, col, 0.0), axis=0), col)
+        factor = tl.where((i > k) & (zero == 0), col / tl.where(zero, 1.0, pivot), 0.0)
+        A = A - factor[:, None] * row_p[None, :]
+        B = B - factor[:, None] * b_p[None, :]
+        zero_pivots = tl.where(i == k, zero.to(tl.int32), zero_pivots)
+    X = tl.zeros((ROWS, COLS), DTYPE)
+    for kk in range(0, ROWS):
+        k = ROWS - 1 - kk
+        row = tl.sum(tl.where(i[:, None] == k, A, 0.0), axis=0)
+        done = tl.sum(tl.where(i[:, None] > k, row[:, None] * X, 0.0), axis=0)
+        diag = tl.sum(tl.where(i == k, row, 0.0), axis=0)
+        b_k = tl.sum(tl.where(i[:, None] == k, B, 0.0), axis=0)
+        skip = tl.sum(tl.where(i == k, zero_pivots, 0), axis=0) != 0
+        x_k = tl.where(skip, 0.0, (b_k - done) / tl.where(skip, 1.0, diag))
+        X = tl.where(i[:, None] == k, x_k[None, :], X)
+    return X
 
 
 @triton.jit
@@ -232,18 +276,19 @@ def ipm_step(x, s, lam, nu, grad, g, Jg, h, Jh, H, tol, EPS: tl.constexpr, TINY:
     """One predictor-corrector step (ipm._step): the new (x, s, lam, nu, f, grad, g, Jg, h, Jh)."""
     r_d = grad + mtv(Jg, lam) + mtv(Jh, nu)
     r_g = g + s
-    K = reduced_system(H, Jg, Jh, s, lam, DELTA, __ARGS__)
+    Kx = x_system(H, Jg, s, lam, DELTA, __ARGS__)
+    Z, S = schur(Kx, Jh, DELTA, __ARGS__)
     sl = s * lam
     m = tl.maximum(tl.zeros((), DTYPE) + __NI__, 1.0)
     mu = tl.sum(sl, axis=0) / m
-    dx, ds, dlam, dnu = direction(K, Jg, s, lam, r_d, r_g, h, sl, __ARGS__)
+    dx, ds, dlam, dnu = direction(Kx, Z, S, Jg, Jh, s, lam, r_d, r_g, h, sl, __ARGS__)
     a = max_step(s, lam, ds, dlam, 1.0, __ARGS__)
     mu_aff = tl.sum((s + a * ds) * (lam + a * dlam), axis=0) / m
     q = tl.minimum(tl.maximum(mu_aff / tl.maximum(mu, TINY), 0.0), 1.0)
     sigma = q * q * q
     target = tl.maximum(sigma * mu, stop(x, s, lam, nu, grad, g, Jg, h, Jh, tol, EPS, __ARGS__))
     # Corrector: aim at the target and cancel the predictor's second-order term.
-    dx, ds, dlam, dnu = direction(K, Jg, s, lam, r_d, r_g, h, sl + ds * dlam - target, __ARGS__)
+    dx, ds, dlam, dnu = direction(Kx, Z, S, Jg, Jh, s, lam, r_d, r_g, h, sl + ds * dlam - target, __ARGS__)
     alpha = max_step(s, lam, ds, dlam, FRACTION, __ARGS__)
     x1, s1, lam1, nu1 = move(x, s, lam, nu, dx, ds, dlam, dnu, alpha, __ARGS__)
     f1, grad1, g1, Jg1, h1, Jh1 = evaluate(x1, Jg, Jh, __ARGS__)
@@ -298,7 +343,7 @@ def ipm_kernel(x_ptr, status_ptr, iterations_ptr, residual_ptr, tol_ptr, max_ite
     __LOAD_PARAMS__
     tol = tl.load(tol_ptr)
     r = tl.arange(0, I_BLOCK)
-    x = tl.zeros((K_BLOCK,), DTYPE)
+    x = tl.zeros((X_BLOCK,), DTYPE)
     nu = tl.zeros((E_BLOCK,), DTYPE)
     Jg, Jh = jacobians(x, __ARGS__)
     f, grad, g, Jg, h, Jh = evaluate(x, Jg, Jh, __ARGS__)
