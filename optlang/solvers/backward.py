@@ -103,8 +103,10 @@ def _warn(bad: torch.Tensor, what: str, how: str) -> None:
 
 
 def param_grads(prob, x: torch.Tensor, w: torch.Tensor) -> dict:
-    """-(dF/dtheta)^T w for each param, with the full batch dims in front."""
-    return {name: -value for name, value in prob.vjp_theta(x, w).items()}
+    """-(dF/dtheta)^T w for each param, with the full batch dims in front: (dF/dtheta)^T (-w), as
+    vjp_theta is linear in its cotangent (the same numbers: negation is exact), one pass over w
+    where negating each param's gradient would pass over every param's size."""
+    return prob.vjp_theta(x, -w)
 
 
 def finite_param_grads(prob, x: torch.Tensor, w: torch.Tensor) -> dict:
