@@ -345,3 +345,41 @@ def test_finite_over_is_isfinite_all_also_where_a_sum_would_overflow(seed, batch
     dims = tuple(range(start, t.dim()))
     want = torch.isfinite(t).all(dim=dims) if dims else torch.isfinite(t)
     assert torch.equal(finite_over(t, start), want)
+
+
+@given(seed=seeds, batch=st.sampled_from([(1,), (4,), (2, 3)]), n=st.integers(1, 8),
+       planted=st.lists(st.sampled_from(["A-nan", "A-inf", "b-inf", "A-huge", "singular"]), max_size=3))
+def test_solve_is_lu_per_element_with_its_fallbacks_on_every_path(seed, batch, n, planted):
+    """linalg.solve element by element: LU where A is invertible and A, b finite; the least-squares
+    answer, flagged, where A is singular; x = 0, flagged, where A or b is not finite. Huge finite
+    entries (whose sum overflows) leave the one-sum fast path for the checked one, with the same answers."""
+    from optlang.solvers.linalg import solve
+
+    g = torch.Generator().manual_seed(seed)
+    A = torch.randn(batch + (n, n), generator=g, dtype=torch.float64) + 3.0 * torch.eye(n, dtype=torch.float64)
+    b = torch.randn(batch + (n,), generator=g, dtype=torch.float64)
+    flat_A, flat_b = A.view(-1, n, n), b.view(-1, n)
+    for kind in planted:
+        at = int(torch.randint(flat_A.shape[0], (1,), generator=g))
+        if kind == "A-nan":
+            flat_A[at, 0, -1] = float("nan")
+        elif kind == "A-inf":
+            flat_A[at, -1, 0] = float("inf")
+        elif kind == "b-inf":
+            flat_b[at, 0] = float("-inf")
+        elif kind == "A-huge":
+            flat_A[at] = torch.finfo(torch.float64).max / 2 * torch.eye(n, dtype=torch.float64)
+            flat_A[at, 0, 0] = torch.finfo(torch.float64).max  # a sum over A overflows; the element is fine
+        else:
+            flat_A[at] = 0.0
+    x, singular = solve(A, b)
+    assert x.shape == b.shape and singular.shape == batch
+    for i in range(flat_A.shape[0]):
+        Ai, bi, xi, si = flat_A[i], flat_b[i], x.view(-1, n)[i], bool(singular.view(-1)[i])
+        if not (torch.isfinite(Ai).all() and torch.isfinite(bi).all()):
+            assert si and torch.equal(xi, torch.zeros_like(xi))
+        elif not bool((Ai != 0).any()):
+            assert si and torch.equal(xi, torch.zeros_like(xi))  # the least-squares answer of A = 0
+        else:
+            assert not si
+            torch.testing.assert_close(xi, torch.linalg.solve(Ai, bi), rtol=1e-12, atol=0)
