@@ -10,7 +10,7 @@ from __future__ import annotations
 MAX_TILE = 16384  # above this a kernel is refused outright (a 128 x 128 Jacobian: compiles, but spills)
 SPILL_FREE_TILE = {  # (kind, dtype) -> largest tile without spills; "kkt": the KKT state tile (vars and duals)
     ("kkt", "float32"): 4096,  # up to 64 entries: OptNet's QP n = 20 with 20/5 (the direct backward's tile)
-    ("kkt", "float64"): 1024,  # up to 32 entries (QP n = 12 with 12/4: 215 registers; n = 20 does not launch)
+    ("kkt", "float64"): 1024,  # up to 32 entries (QP n = 12 with 12/4: 225 registers; n = 20 does not launch)
     ("other", "float32"): 8192,  # e.g. a 64 x 64 Jacobian, NNLS A 128 x 64 (a 128 x 128 Jacobian spills)
     ("other", "float64"): 4096,  # a 64 x 64 Jacobian at 8 warps
 }
