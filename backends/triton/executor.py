@@ -238,7 +238,7 @@ def too_large(bound) -> str | None:
 
 def num_warps(bound) -> int:
     """Warps per program: enough threads for about TILE_PER_THREAD elements of the largest tile
-    each (a float64 counts twice), 4 to 16. On sm_90 (benchmarks/sm90_resources.py) a 64 x 64
+    each (KKT_TILE_PER_THREAD for the interior point; a float64 counts twice), 4 to 16. On sm_90 (benchmarks/sm90_resources.py) a 64 x 64
     Jacobian fits at 4 warps in float32 and spills about 300 bytes a thread at 4 in float64, none at 8."""
     tile, _ = largest_tile(bound)
     width = 2 if bound.dtype == torch.float64 else 1

@@ -92,8 +92,7 @@ def fista_solve(x0, tol, max_iter, accelerate, ctx):
         # rounding left short of the tolerance reports so), and the kernel holds no n x n Hessian.
         x = prox_flat(x0 - gradient_flat(x0, ctx), 1.0 + zero, ctx)
         F = residual_flat(x, ctx)
-        size = amax_abs(F)
-        res = size / at_least(size, 1.0)  # relative_residual(F, size), max |F| taken once
+        res = relative_residual(F, amax_abs(F))
         done = res <= tol
         iterations = zero_count(ctx)
     else:

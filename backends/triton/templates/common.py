@@ -146,42 +146,51 @@ def jacobian(x, __SIG__):
 
 @triton.jit
 def gauss_solve(A, b, VAR_BLOCK: tl.constexpr, DTYPE: tl.constexpr):
-    """Solve A x = b by Gaussian elimination with partial pivoting; returns (x, singular).
+    """Solve A x = b by Gaussian elimination with partial pivoting; returns (x, singular):
+    gauss_solve_columns with b as its one column."""
+    X, zero_pivot = gauss_solve_columns(A, b[:, None], VAR_BLOCK, 1, DTYPE)
+    x = tl.sum(X, axis=1)
+    return x, zero_pivot | (tl.min(is_finite(x).to(tl.int32), axis=0) == 0)
+
+
+@triton.jit
+def gauss_solve_columns(A, B, ROWS: tl.constexpr, COLS: tl.constexpr, DTYPE: tl.constexpr):
+    """X with A X = B for the COLS columns of B at once, by Gaussian elimination with partial
+    pivoting; returns (X, whether a pivot was zero).
 
     Rows and columns are picked with tl.where (no dynamic register indexing). The
     pivot is the first entry of largest magnitude, as LAPACK's getrf. Where a pivot
     is exactly zero (where getrf reports a singular matrix) its column is skipped
     and its unknown set to 0, a basic solution rather than torch's minimum-norm
-    least-squares fallback; such systems, and non-finite results, come back flagged.
+    least-squares fallback; gauss_solve flags such systems, and non-finite results.
     """
-    i = tl.arange(0, VAR_BLOCK)
-    zero_pivots = tl.zeros((VAR_BLOCK,), tl.int32)
-    for k in range(0, VAR_BLOCK):
+    i = tl.arange(0, ROWS)
+    zero_pivots = tl.zeros((ROWS,), tl.int32)
+    for k in range(0, ROWS):
         col = tl.sum(tl.where(i[None, :] == k, A, 0.0), axis=1)
         size = tl.where(i >= k, tl.abs(col), -1.0)
-        p = tl.min(tl.where(size == tl.max(size, axis=0), i, VAR_BLOCK), axis=0)
+        p = tl.min(tl.where(size == tl.max(size, axis=0), i, ROWS), axis=0)
         row_k = tl.sum(tl.where(i[:, None] == k, A, 0.0), axis=0)
         row_p = tl.sum(tl.where(i[:, None] == p, A, 0.0), axis=0)
-        b_k = tl.sum(tl.where(i == k, b, 0.0), axis=0)
-        b_p = tl.sum(tl.where(i == p, b, 0.0), axis=0)
+        b_k = tl.sum(tl.where(i[:, None] == k, B, 0.0), axis=0)
+        b_p = tl.sum(tl.where(i[:, None] == p, B, 0.0), axis=0)
         A = tl.where(i[:, None] == k, row_p[None, :], tl.where(i[:, None] == p, row_k[None, :], A))
-        b = tl.where(i == k, b_p, tl.where(i == p, b_k, b))
+        B = tl.where(i[:, None] == k, b_p[None, :], tl.where(i[:, None] == p, b_k[None, :], B))
         pivot = tl.sum(tl.where(i == k, row_p, 0.0), axis=0)
         zero = pivot == 0.0
         col = tl.where(i == p, tl.sum(tl.where(i == k, col, 0.0), axis=0), col)
         factor = tl.where((i > k) & (zero == 0), col / tl.where(zero, 1.0, pivot), 0.0)
         A = A - factor[:, None] * row_p[None, :]
-        b = b - factor * b_p
+        B = B - factor[:, None] * b_p[None, :]
         zero_pivots = tl.where(i == k, zero.to(tl.int32), zero_pivots)
-    x = tl.zeros((VAR_BLOCK,), DTYPE)
-    for kk in range(0, VAR_BLOCK):
-        k = VAR_BLOCK - 1 - kk
+    X = tl.zeros((ROWS, COLS), DTYPE)
+    for kk in range(0, ROWS):
+        k = ROWS - 1 - kk
         row = tl.sum(tl.where(i[:, None] == k, A, 0.0), axis=0)
-        done = tl.sum(tl.where(i > k, row * x, 0.0), axis=0)
+        done = tl.sum(tl.where(i[:, None] > k, row[:, None] * X, 0.0), axis=0)
         diag = tl.sum(tl.where(i == k, row, 0.0), axis=0)
-        b_k = tl.sum(tl.where(i == k, b, 0.0), axis=0)
+        b_k = tl.sum(tl.where(i[:, None] == k, B, 0.0), axis=0)
         skip = tl.sum(tl.where(i == k, zero_pivots, 0), axis=0) != 0
         x_k = tl.where(skip, 0.0, (b_k - done) / tl.where(skip, 1.0, diag))
-        x = tl.where(i == k, x_k, x)
-    singular = (tl.max(zero_pivots, axis=0) != 0) | (tl.min(is_finite(x).to(tl.int32), axis=0) == 0)
-    return x, singular
+        X = tl.where(i[:, None] == k, x_k[None, :], X)
+    return X, tl.max(zero_pivots, axis=0) != 0

@@ -175,7 +175,7 @@ def schur(Kx, Jh, DELTA: tl.constexpr, __SIG__):
     """(Z, S): Z = Kx^-1 Jh' [X_BLOCK, E_BLOCK] and the Schur complement S = Jh Z + d I of [[Kx, Jh'],
     [Jh, -d I]] on the equality duals [E_BLOCK, E_BLOCK], identity on the padding."""
     re = tl.arange(0, E_BLOCK)
-    Z = gauss_solve_columns(Kx, tl.trans(Jh), X_BLOCK, E_BLOCK, DTYPE)
+    Z, zero_pivot = gauss_solve_columns(Kx, tl.trans(Jh), X_BLOCK, E_BLOCK, DTYPE)
     S = tl.sum(Jh[:, :, None] * Z[None, :, :], axis=1)
     return Z, S + tl.where(re[:, None] == re[None, :], tl.where(re < __NE__, DELTA, 1.0)[:, None], 0.0)
 
@@ -195,42 +195,6 @@ def direction(Kx, Z, S, Jg, Jh, s, lam, r_d, r_g, r_h, r_c, __SIG__):
     ds = tl.where(ri < __NI__, -r_g - mv(Jg, dx), 0.0)
     dlam = tl.where(ri < __NI__, -(r_c + lam * ds) / s1, 0.0)
     return dx, ds, dlam, dnu
-
-
-@triton.jit
-def gauss_solve_columns(A, B, ROWS: tl.constexpr, COLS: tl.constexpr, DTYPE: tl.constexpr):
-    """X with A X = B for the COLS columns of B at once: gauss_solve's pivots, eliminations and zero-pivot
-    rule, the right-hand side a matrix."""
-    i = tl.arange(0, ROWS)
-    zero_pivots = tl.zeros((ROWS,), tl.int32)
-    for k in range(0, ROWS):
-        col = tl.sum(tl.where(i[None, :] == k, A, 0.0), axis=1)
-        size = tl.where(i >= k, tl.abs(col), -1.0)
-        p = tl.min(tl.where(size == tl.max(size, axis=0), i, ROWS), axis=0)
-        row_k = tl.sum(tl.where(i[:, None] == k, A, 0.0), axis=0)
-        row_p = tl.sum(tl.where(i[:, None] == p, A, 0.0), axis=0)
-        b_k = tl.sum(tl.where(i[:, None] == k, B, 0.0), axis=0)
-        b_p = tl.sum(tl.where(i[:, None] == p, B, 0.0), axis=0)
-        A = tl.where(i[:, None] == k, row_p[None, :], tl.where(i[:, None] == p, row_k[None, :], A))
-        B = tl.where(i[:, None] == k, b_p[None, :], tl.where(i[:, None] == p, b_k[None, :], B))
-        pivot = tl.sum(tl.where(i == k, row_p, 0.0), axis=0)
-        zero = pivot == 0.0
-        col = tl.where(i == p, tl.sum(tl.where(i == k, col, 0.0), axis=0), col)
-        factor = tl.where((i > k) & (zero == 0), col / tl.where(zero, 1.0, pivot), 0.0)
-        A = A - factor[:, None] * row_p[None, :]
-        B = B - factor[:, None] * b_p[None, :]
-        zero_pivots = tl.where(i == k, zero.to(tl.int32), zero_pivots)
-    X = tl.zeros((ROWS, COLS), DTYPE)
-    for kk in range(0, ROWS):
-        k = ROWS - 1 - kk
-        row = tl.sum(tl.where(i[:, None] == k, A, 0.0), axis=0)
-        done = tl.sum(tl.where(i[:, None] > k, row[:, None] * X, 0.0), axis=0)
-        diag = tl.sum(tl.where(i == k, row, 0.0), axis=0)
-        b_k = tl.sum(tl.where(i[:, None] == k, B, 0.0), axis=0)
-        skip = tl.sum(tl.where(i == k, zero_pivots, 0), axis=0) != 0
-        x_k = tl.where(skip, 0.0, (b_k - done) / tl.where(skip, 1.0, diag))
-        X = tl.where(i[:, None] == k, x_k[None, :], X)
-    return X
 
 
 @triton.jit
