@@ -10,7 +10,7 @@ from __future__ import annotations
 MAX_TILE = 16384  # above this a kernel is refused outright (a 128 x 128 Jacobian: compiles, but spills)
 SPILL_FREE_TILE = {  # (kind, dtype) -> largest tile without spills; "kkt": the KKT state tile (vars and duals)
     ("kkt", "float32"): 4096,  # up to 64 entries: OptNet's QP n = 20 with 20/5 (the direct backward's tile)
-    ("kkt", "float64"): 1024,  # up to 32 entries (QP n = 12 with 12/4: 225 registers; n = 20 does not launch)
+    ("kkt", "float64"): 1024,  # up to 32 entries (QP n = 12 with 12/4: 226 registers; n = 20 does not launch)
     ("other", "float32"): 8192,  # e.g. a 64 x 64 Jacobian, NNLS A 128 x 64 (a 128 x 128 Jacobian spills)
     ("other", "float64"): 4096,  # a 64 x 64 Jacobian at 8 warps
 }
@@ -25,7 +25,7 @@ MAX_REGISTERS = 255
 TILE_PER_THREAD = 32  # float32 elements of the largest tile per thread that num_warps aims at (float64: half)
 # The interior point holds several tiles of its reduced system besides the state's (H, the system, its
 # elimination, Jg): half as many elements a thread. QP n = 20 with 20/5 in float32 (a 64 x 64 state tile,
-# a 32 x 32 system): 255 registers and spill bytes at 4 warps, 180 and none at 8.
+# a 32 x 32 system): 255 registers and spill bytes at 4 warps, 182 and none at 8.
 KKT_TILE_PER_THREAD = 16
 
 
