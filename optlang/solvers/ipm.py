@@ -3,7 +3,8 @@
 Solves minimize f(x) s.t. g(x) <= 0 (m rows), h(x) = 0 (p rows), f and g
 convex and smooth, h affine, in slack form g(x) + s = 0 with s, lam > 0, from
 x = 0. Each Newton system is reduced to x and nu (s and lam eliminated) and
-factorized once per iteration for both the predictor and the corrector. Every
+eliminated once per iteration (Cholesky on x, then the Schur complement on nu)
+for both the predictor and the corrector, as the Triton kernel does. Every
 tensor has one leading batch dim; finished elements freeze.
 
 Stopping: the relative KKT residual is the max of the primal and dual
@@ -220,42 +221,70 @@ def _stop(pt: _Point, tol: float):
 
 
 def _factorize(H, pt: _Point, running):
-    """LU of the regularized reduced KKT matrix; returns solve(rhs) reusing it."""
-    n, p = pt.x.shape[-1], pt.h.shape[-1]
-    # [[K11 + d I, Jh'], [Jh, -d I]] is quasi-definite for any d > 0, so LPs (H = 0, K11
-    # singular off the active rows) and redundant equality rows still factorize. The step is
-    # then inexact, but the right-hand sides are the true residuals: the iterates still
-    # converge to the exact KKT point. d = eps^(2/3) is far above rounding yet small enough
-    # that the inexactness costs no iterations; sqrt(eps) stalled float32 on ill-conditioned Jh.
-    delta = torch.finfo(H.dtype).eps ** (2 / 3)
-    K11 = H + pt.Jg.mT @ ((pt.lam / pt.s)[..., None] * pt.Jg)
-    K22 = pt.Jh.new_zeros(pt.Jh.shape[0], p, p)
-    K = torch.cat([torch.cat([K11, pt.Jh.mT], -1), torch.cat([pt.Jh, K22], -1)], -2)
-    reg = torch.cat([K.new_full((n,), delta), K.new_full((p,), -delta)])
-    eye = torch.eye(n + p, dtype=K.dtype, device=K.device)
-    # Frozen elements get a harmless system: their (extreme) scaling must not break the batch.
-    K = torch.where(running[:, None, None], K + torch.diag(reg), eye)
-    LU, piv, info = torch.linalg.lu_factor_ex(K)
-    # A zero pivot despite the regularization: the minimum-norm least-squares step instead.
-    bad = ((info != 0) | ~finite_over(LU, 1)) & finite_over(K, 1)
-    pinv = torch.linalg.pinv(K[bad]) if bool(bad.any()) else None
+    """The regularized reduced KKT system, eliminated; returns solve(r1, r_h) -> (dx, dnu) reusing it.
 
-    def solve(rhs):
-        sol = torch.linalg.lu_solve(LU, piv, rhs.unsqueeze(-1)).squeeze(-1)
-        if pinv is not None:
-            sol = sol.clone()
-            sol[bad] = _mv(pinv, rhs[bad])
-        return sol
+    The system is [[Kx, Jh'], [Jh, -d I]] (dx, dnu) = (r1, -r_h) with Kx = H + Jg' diag(lam / s) Jg
+    + d I. It is quasi-definite for any d > 0, so LPs (H = 0, Kx singular but for d off the active
+    rows) and redundant equality rows still factor. The step is then inexact, but the right-hand
+    sides are the true residuals: the iterates still converge to the exact KKT point. d = eps^(2/3)
+    is far above rounding yet small enough that the inexactness costs no iterations; sqrt(eps)
+    stalled float32 on ill-conditioned Jh.
+
+    Eliminated as the Triton kernel does (and as qpth and OSQP use their structure): Kx, symmetric
+    positive definite for convex f and g, by Cholesky, then the Schur complement S = Jh Kx^-1 Jh' +
+    d I on the equality duals, SPD as well: dnu = S^-1 (Jh y + r_h) and dx = y - Kx^-1 Jh' dnu, with
+    y = Kx^-1 r1. Half the work of the whole system's LU, and no factor spans both x and nu.
+    """
+    n, p = pt.x.shape[-1], pt.h.shape[-1]
+    delta = torch.finfo(H.dtype).eps ** (2 / 3)
+    Kx = H + pt.Jg.mT @ ((pt.lam / pt.s)[..., None] * pt.Jg) + delta * torch.eye(n, dtype=H.dtype, device=H.device)
+    # Frozen elements get a harmless system: their (extreme) scaling must not break the batch.
+    solve_x = _spd_solver(torch.where(running[:, None, None], Kx, torch.eye(n, dtype=H.dtype, device=H.device)))
+    if p == 0:
+        return lambda r1, r_h: (solve_x(r1), r_h)
+    Z = solve_x(pt.Jh.mT)  # Kx^-1 Jh', (B, n, p)
+    S = pt.Jh @ Z + delta * torch.eye(p, dtype=H.dtype, device=H.device)
+    solve_s = _spd_solver(torch.where(running[:, None, None], S, torch.eye(p, dtype=H.dtype, device=H.device)))
+
+    def solve(r1, r_h):
+        y = solve_x(r1)
+        dnu = solve_s(_mv(pt.Jh, y) + r_h)
+        return y - _mv(Z, dnu), dnu
 
     return solve
 
 
+def _spd_solver(A):
+    """solve(b) with A x = b per element, b a vector (B, k) or a block (B, k, c), A (B, k, k) symmetric
+    positive definite in exact arithmetic: Cholesky; LU where it does not factor (rounding), and the
+    minimum-norm least-squares solution where that has a zero pivot too."""
+    L, info = torch.linalg.cholesky_ex(A)
+    bad = (info != 0) | ~finite_over(L, 1)
+    if not bool(bad.any()):
+        return lambda b: _columns(lambda c: torch.cholesky_solve(c, L), b)
+    LU, piv, lu_info = torch.linalg.lu_factor_ex(torch.where(bad[:, None, None], A, torch.eye(
+        A.shape[-1], dtype=A.dtype, device=A.device)))
+    broken = bad & ((lu_info != 0) | ~finite_over(LU, 1)) & finite_over(A, 1)
+    pinv = torch.linalg.pinv(A[broken]) if bool(broken.any()) else None
+
+    def solve(b):
+        x = _columns(lambda c: torch.cholesky_solve(c, L), b)
+        x = torch.where(bad.view(-1, *[1] * (b.dim() - 1)), _columns(lambda c: torch.linalg.lu_solve(LU, piv, c), b), x)
+        if pinv is not None:
+            x[broken] = _columns(lambda c: pinv @ c, b[broken])
+        return x
+
+    return solve
+
+
+def _columns(solve_block, b):
+    """solve_block on a block of columns (B, k, c); a vector right-hand side (B, k) as one column."""
+    return solve_block(b.unsqueeze(-1)).squeeze(-1) if b.dim() == 2 else solve_block(b)
+
+
 def _direction(solve, pt: _Point, r_d, r_g, r_h, r_c):
     """Newton step (dx, ds, dlam, dnu) driving r_d, r_g, r_h to 0 and s * lam to s * lam - r_c."""
-    n = pt.x.shape[-1]
-    rhs = torch.cat([-r_d - _mv(pt.Jg.mT, (pt.lam * r_g - r_c) / pt.s), -r_h], -1)
-    sol = solve(rhs)
-    dx, dnu = sol[:, :n], sol[:, n:]
+    dx, dnu = solve(-r_d - _mv(pt.Jg.mT, (pt.lam * r_g - r_c) / pt.s), r_h)
     ds = -r_g - _mv(pt.Jg, dx)
     dlam = -(r_c + pt.lam * ds) / pt.s
     return dx, ds, dlam, dnu

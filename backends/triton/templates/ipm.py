@@ -4,17 +4,17 @@
 # sigma = (mu_aff / mu)^3; the corrector's target floored by `stop`; the fraction to the
 # boundary; the reduced system [[H + Jg' diag(lam / s) Jg + d I, Jh'], [Jh, -d I]] with
 # d = eps^(2/3), solved twice (predictor, corrector); the step halving for nonlinear g; the
-# infeasibility and unboundedness certificates. Where it differs: ipm.py eliminates the
-# whole reduced system, this kernel its x block and then the Schur complement on the
-# equality duals (the same solution); a zero pivot gives gauss_solve's basic solution where
-# ipm.py takes the pseudo-inverse's, and sums run in another order (results agree to rounding).
+# infeasibility and unboundedness certificates; the elimination of the x block, then of the
+# Schur complement on the equality duals. Where it differs: ipm.py factors both SPD blocks by
+# Cholesky (LU where rounding breaks it), this kernel eliminates them by gauss_solve; a zero
+# pivot gives gauss_solve's basic solution where ipm.py takes the pseudo-inverse's, and sums
+# run in another order (results agree to rounding).
 # Tiles, each as small as its block: x and grad are [X_BLOCK] tiles (lanes 0 .. NV); g, s, lam
 # [I_BLOCK] (0 .. NI); h, nu [E_BLOCK] (0 .. NE); all padded with 0. Jg is [I_BLOCK, X_BLOCK] and
 # Jh [E_BLOCK, X_BLOCK] (rows the constraints, columns the vars), H and Kx = H + Jg' diag(lam / s)
 # Jg + d I [X_BLOCK, X_BLOCK], padded with the identity where solved. The reduced system
 # [[Kx, Jh'], [Jh, -d I]] is solved through its Schur complement S = Jh Kx^-1 Jh' + d I on the
-# equality duals (`schur`), the same solution as ipm.py's elimination of the whole system, so no
-# tile spans x and nu: at OptNet's n = 20 with 20/5 the largest is 32 x 32, at n = 64 with 32/8
+# equality duals (`schur`), as ipm._factorize does, so no tile spans x and nu: at OptNet's n = 20 with 20/5 the largest is 32 x 32, at n = 64 with 32/8
 # 64 x 64, where one tile of the whole state (vars and duals, VAR_BLOCK) is 64 x 64 and 128 x 128.
 # The problem's functions take and give flat [VAR_BLOCK] tiles (the kkt adapters): `take` and
 # `place` move vectors between the two layouts. The kernel stores the flat state (x, lam, nu),
