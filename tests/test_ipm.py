@@ -305,3 +305,24 @@ def test_equality_only_unconstrained_and_redundant_rows():
     assert (twice.status == CONVERGED).all()
     np.testing.assert_allclose(twice.x.numpy(), base.x.numpy(), atol=1e-8)
     np.testing.assert_allclose((twice.nu[:, :2] + twice.nu[:, 2:]).numpy(), base.nu.numpy(), atol=1e-7)
+
+
+@pytest.mark.parametrize("block", [False, True])
+def test_spd_solver_falls_back_per_element(block):
+    """The reduced system's factor: Cholesky where the block is SPD, LU for an element that rounding
+    (here: an indefinite matrix) keeps from factoring, the minimum-norm least-squares solution for a
+    singular one; each element's solution is its own whatever the others are."""
+    from optlang.solvers.ipm import _spd_solver
+
+    g = torch.Generator().manual_seed(5)
+    M = torch.randn(4, 4, generator=g, dtype=torch.float64)
+    spd = M @ M.T + torch.eye(4, dtype=torch.float64)
+    indefinite = torch.diag(torch.tensor([2.0, -1.0, 3.0, 0.5], dtype=torch.float64))
+    singular = torch.diag(torch.tensor([1.0, 0.0, 2.0, 0.0], dtype=torch.float64))
+    A = torch.stack([spd, indefinite, singular])
+    b = torch.randn(3, 4, 2, generator=g, dtype=torch.float64) if block else \
+        torch.randn(3, 4, generator=g, dtype=torch.float64)
+    x = _spd_solver(A)(b)
+    want = torch.linalg.pinv(A) @ (b if block else b.unsqueeze(-1))
+    torch.testing.assert_close(x, want if block else want.squeeze(-1), rtol=1e-12, atol=1e-12)
+    assert torch.isfinite(x).all()
