@@ -312,7 +312,7 @@ def test_spd_solver_falls_back_per_element(block):
     """The reduced system's factor: Cholesky where the block is SPD, LU for an element that rounding
     (here: an indefinite matrix) keeps from factoring, the minimum-norm least-squares solution for a
     singular one; each element's solution is its own whatever the others are."""
-    from optlang.solvers.ipm import _spd_solver
+    from optlang.solvers.ops import _spd_solver
 
     g = torch.Generator().manual_seed(5)
     M = torch.randn(4, 4, generator=g, dtype=torch.float64)

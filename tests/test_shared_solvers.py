@@ -4,9 +4,7 @@ A shared solver (`backends/triton/shared.py`: SHARED) is one text: the PyTorch
 backend runs it on the batch, the Triton module holds a copy spelled for `tl`.
 Each class is solved with max_iter = 1, 2, ... on both backends (the Triton
 interpreter on CPU): after every iteration the iterates agree to rounding and
-the iteration counts exactly, until every instance has converged. The kkt
-class's interior point is the one solver still written twice (its template
-mirrors ipm.py); it is checked the same way.
+the iteration counts exactly, until every instance has converged.
 """
 import ast
 import pathlib
@@ -27,7 +25,7 @@ DEVICE = "cuda" if torch.cuda.is_available() else "cpu"
 
 SPARSEMAX = "problem sparsemax\ndim n\nparam v[n]\nvar x[n]\nminimize 0.5 * sumsq(x - v)\nsubject to\n  x >= 0\n  sum(x) == 1\n"
 
-SOURCES = {  # (source, solver): every path of newton.py, pgd.py and anderson.py
+SOURCES = {  # (source, solver): every path of newton.py, pgd.py, anderson.py and ipm.py
     "quadratic": ("problem quadratic\ndim n, d\nparam X[n, d], y[n], lam >= 0\nvar w[d]\n"
                   "minimize 0.5 * sumsq(X @ w - y) + 0.5 * lam * sumsq(w)\n", "newton"),
     "smooth": ("problem smooth\ndim d\nparam a[d], c[d]\nvar x[d]\n"
@@ -46,8 +44,11 @@ SOURCES = {  # (source, solver): every path of newton.py, pgd.py and anderson.py
                 "subject to\n  x >= 0\n  sum(x) == 1\n", "fista"),
     "box": ("problem box\ndim d\nparam a[d], c[d]\nvar x[d]\n"
             "minimize sum(exp(a * x)) + 0.5 * sumsq(x - c)\nsubject to\n  x >= 0\n", "fista"),
-    # The interior point is not shared yet: its template mirrors ipm.py, and this shows it step for step.
+    # The interior point: a QP with active and inactive rows and an equality.
     "qp": ((ROOT / "examples" / "qp.opt").read_text(), "ipm"),
+    # ... and with a nonlinear g, whose steps are halved until its linearization holds (from a far start).
+    "nonlinear_kkt": ("problem expcap\nparam c, u\nvar x\nminimize 0.5 * square(x - c)\nsubject to\n"
+                      "  e: exp(x) <= u\n", "ipm"),
     "anderson": ("problem equilibrium\ndim d, k\nparam W[d, d], U[d, k], u[k], bias[d]\nvar z[d]\n"
                  "fixed_point z = tanh(W @ z + U @ u + bias)\n", "anderson"),
 }
@@ -78,6 +79,8 @@ def data(name, batch=3, d=4):
         out = dict(Q=L @ L.mT + 0.5 * torch.eye(d, dtype=torch.float64), c=randn(batch, d), G=randn(batch, 3, d),
                    h=0.1 + torch.rand(batch, 3, generator=g, dtype=torch.float64), A=randn(batch, 1, d),
                    b=randn(batch, 1))
+    elif name == "nonlinear_kkt":  # exp(x) <= u active, and inactive and active far from x = 0: steps halved
+        out = dict(c=torch.tensor([3.0, -20.0, 60.0]), u=torch.tensor([2.0, 5.0, 1.5]))
     elif name == "root":
         out = dict(M=torch.tensor([0.3, 2.0, 5.5], dtype=torch.float64), e=torch.tensor([0.1, 0.6, 0.95]))
     else:  # a contraction: a unique equilibrium
@@ -160,15 +163,17 @@ def test_the_module_holds_the_shared_text():
 
 
 def test_both_spellings_of_the_interface_define_the_same_names():
-    """Every name of optlang/solvers/ops.py has a tl spelling in the Triton templates (ops, common, flat
-    and the printed adapters), so a shared solver calling it compiles on both backends."""
+    """Every name of optlang/solvers/ops.py has a tl spelling in the Triton templates (ops, common, ipm's
+    KKT blocks, flat and the printed adapters), so a shared solver calling it compiles on both backends
+    (its private helpers, `_name`, are PyTorch's own)."""
     templates = ROOT / "backends" / "triton" / "templates"
     triton_names = set()
-    for part in ("ops", "common"):
+    for part in ("ops", "common", "ipm"):
         tree = ast.parse((templates / f"{part}.py").read_text())
         triton_names |= {f.name for f in tree.body if isinstance(f, ast.FunctionDef)}
     adapters = {"residual_flat", "gradient_flat", "objective_flat", "hvp_flat", "prox_flat"}  # printed per problem
-    torch_names = {name for name, value in vars(ops).items() if callable(value) and value.__module__ == ops.__name__}
+    torch_names = {name for name, value in vars(ops).items()
+                   if callable(value) and value.__module__ == ops.__name__ and not name.startswith("_")}
     assert torch_names - {"Context", "kernel"} - set(shared.BATCH_ONLY) - adapters <= triton_names
 
 

@@ -15,12 +15,12 @@ Grid = (B,), one program per problem instance, B = prod(batch). A param whose
 batch dims are the full batch goes in contiguous with batch stride = its
 element count; one without batch dims (or only unit ones) gets stride 0; any
 other partial broadcast is materialized with expand(...).contiguous().
-Newton, FISTA/PGD, Anderson and the CG adjoint run the PyTorch solvers' own
-text (backends/triton/shared.py); the interior point mirrors ipm.py step for
-step in its template. Where the backends differ: dense solves skip
-exactly-zero pivots (a basic solution) where torch.linalg falls back to the
-minimum-norm least-squares one (the IPM's regularized reduced system,
-eliminated twice per iteration where ipm.py factorizes it once, included),
+Newton, FISTA/PGD, Anderson, the interior point and the CG adjoint run the
+PyTorch solvers' own text (backends/triton/shared.py). Where the backends
+differ: dense solves skip exactly-zero pivots (a basic solution) where
+torch.linalg falls back to the minimum-norm least-squares one (the IPM's
+reduced system, eliminated twice per iteration where PyTorch factors it once
+by Cholesky, included),
 FISTA decides when to polish per instance where a PyTorch batch waits for
 every element (pgd.py's batch_all), and the simplex threshold comes from
 Michelot's iteration, not a sort (the same tau up to rounding).
@@ -82,9 +82,6 @@ class TritonExecutor:
         consts = {}
         if solver in ("fista", "pgd"):
             consts["ACCELERATE"] = solver == "fista"
-        if solver == "ipm":  # the tiny floor of mu, and ipm._factorize's regularization eps^(2/3)
-            consts["EPS"] = torch.finfo(bound.dtype).eps
-            consts.update(TINY=torch.finfo(bound.dtype).tiny, DELTA=torch.finfo(bound.dtype).eps ** (2 / 3))
         kernel = getattr(bound.module, kernel_name(solver))
         launch.run(kernel, [x, status, iterations, residual, tol, int(options["max_iter"])], **consts)
         batch = bound.batch

@@ -193,13 +193,16 @@ def _emit(out: list, layout, who: str) -> list[str]:
 
 
 def template_values(plan: Plan) -> dict:
-    """The ipm template's placeholders: the blocks' sizes and the constants of solvers/ipm.py and runtime/kkt.py."""
+    """The ipm template's placeholders: the blocks' sizes, the regularization, and the constants of
+    runtime/kkt.py and result.py (ipm.py's own come with its text)."""
+    import torch
+
     from optlang.runtime.kkt import BALANCE, WEAK
-    from optlang.solvers import ipm, result
+    from optlang.solvers import result
 
     n = sizes(plan)
-    return {"__NV__": n["var"], "__NI__": n["ineq"], "__NE__": n["eq"], "__NONLINEAR__": not plan.affine_constraints,
-            "__CONSTANT_HESSIAN__": plan.affine_constraints and plan.quadratic,
-            "__FRACTION__": repr(ipm.FRACTION), "__TRUST__": repr(ipm.TRUST),
-            "__MAX_BACKTRACKS__": ipm.MAX_BACKTRACKS, "__CERT__": repr(ipm.CERT), "__WEAK__": repr(WEAK), "__BALANCE__": repr(BALANCE),
+    return {"__NV__": n["var"], "__NI__": n["ineq"], "__NE__": n["eq"],
+            "__DELTA_DOUBLE__": repr(torch.finfo(torch.float64).eps ** (2 / 3)),
+            "__DELTA_SINGLE__": repr(torch.finfo(torch.float32).eps ** (2 / 3)),
+            "__WEAK__": repr(WEAK), "__BALANCE__": repr(BALANCE),
             "__INFEASIBLE__": result.INFEASIBLE, "__UNBOUNDED__": result.UNBOUNDED}

@@ -438,7 +438,7 @@ def templates(plan: Plan) -> list[str]:
 
     label = kind_label(plan, plan.kind)
     if plan.kind == "kkt":  # the ipm template holds the forward and the direct backward
-        return ["common", "flat", "ipm"]
+        return ["common", "flat", "ops", "ipm"]
     forward = [FORWARD[s][0] for s in SOLVERS[label]]
     parts = sorted(set(forward), key=forward.index)
     # An identity dF/dx (sparsemax) leaves the backward nothing to solve: it runs on the PyTorch
@@ -504,7 +504,9 @@ FLAG_NOTES = {"MINIMIZE": "Newton's merit: the objective, else |F|^2 / 2",
               "QUADRATIC": "a convex quadratic: its constant Hessian is factored once",
               "PROX": "a prox's fixed point: the backward's CG runs on the free set",
               "DIAGONAL": "an elementwise prox: its Jacobian is the 0/1 free mask",
-              "IDENTITY_HESSIAN": "f's Hessian is the identity: one prox step at step 1 solves"}
+              "IDENTITY_HESSIAN": "f's Hessian is the identity: one prox step at step 1 solves",
+              "NONLINEAR": "some constraint is not affine: steps are halved, certificates widened",
+              "CONSTANT_HESSIAN": "affine constraints and a quadratic f: the Lagrangian's Hessian is built once"}
 
 
 def flag_lines(plan: Plan, parts: list) -> list[str]:

@@ -21,9 +21,9 @@ import ast
 import re
 from importlib import resources
 
-# The solvers written once, by the template holding the kernel around each (the others are still
-# templates of their own): template name -> module of optlang/solvers.
-SHARED = {"newton": "newton", "fista": "pgd", "anderson": "anderson", "backward_cg": "adjoint_cg"}
+# The solvers written once, by the template holding the kernel around each: template name -> module of
+# optlang/solvers.
+SHARED = {"newton": "newton", "fista": "pgd", "anderson": "anderson", "backward_cg": "adjoint_cg", "ipm": "ipm"}
 # Calls that only reorganize a PyTorch batch (ops.compact drops the instances that have stopped) or
 # keep something for its backward (ops.keep_factor): one Triton program holds one instance and its
 # backward is a kernel of its own, so their statements are left out, and `finish(results, ctx)` is

@@ -41,7 +41,7 @@ class KKTView:
         # Affine constraints have constant Jacobians, and with a quadratic objective the Hessian of
         # the Lagrangian is constant too (a QP or LP): build each once per solve, not per iteration.
         self._constant = {}
-        self._hessian_constant = bound.plan.affine_constraints and bound.plan.quadratic
+        self.constant_hessian = bound.plan.affine_constraints and bound.plan.quadratic
 
     def _once(self, key: str, build, constant: bool):
         if not constant:
@@ -78,7 +78,7 @@ class KKTView:
     def lagrangian_hessian(self, x, lam, nu):
         state = torch.cat([x, lam, nu], dim=-1)
         build = lambda: self._out(self.bound.jacobian(self._in(state), "hvp_lagrangian", self.n))  # noqa: E731
-        return self._once("hessian", build, self._hessian_constant)
+        return self._once("hessian", build, self.constant_hessian)
 
 
 def solve_kkt(bound, tol: float, max_iter: int, x0=None, deadline=NO_DEADLINE) -> SolveResult:

@@ -1,19 +1,23 @@
-"""Batched primal-dual interior-point method (Mehrotra predictor-corrector).
+"""Primal-dual interior-point method (Mehrotra predictor-corrector), written once for both backends.
 
 Solves minimize f(x) s.t. g(x) <= 0 (m rows), h(x) = 0 (p rows), f and g
 convex and smooth, h affine, in slack form g(x) + s = 0 with s, lam > 0, from
 x = 0. Each Newton system is reduced to x and nu (s and lam eliminated) and
 eliminated once per iteration (Cholesky on x, then the Schur complement on nu)
-for both the predictor and the corrector, as the Triton kernel does. Every
-tensor has one leading batch dim; finished elements freeze.
+for both the predictor and the corrector. The @kernel functions below are the
+algorithm, per instance as in newton.py: PyTorch runs them on a batch (`ops.py`
+spells the array operations, and the KKT-specific ones at its end), the Triton
+printer copies them into the module, where one program runs one instance
+(`backends/triton/templates/ipm.py` spells the KKT operations on tiles padded
+past the blocks' sizes; `ineq_only` keeps the padding out of the rows).
 
 Stopping: the relative KKT residual is the max of the primal and dual
 residuals over their scales (as OSQP's) and, per row, min(s_i, lam_i), each
 side over its scale; the corrector aims no deeper than a tenth of tol
-(`_stop`), so s stays clear of rounding.
+(`stop`), so s stays clear of rounding.
 
 With nonlinear g a step is halved until the linearization of g describes it
-(`_backtrack`): enough for ||x||^2 <= r^2 and exp(x) <= c from a far start.
+(`ipm_step`): enough for ||x||^2 <= r^2 and exp(x) <= c from a far start.
 
 Detection (heuristics: the method is not self-dual, so it proves nothing on
 its own). Both tests wait until a quantity has grown past 1 / sqrt(eps) times
@@ -34,17 +38,29 @@ certificate that holds to within a relative CERT (or tol, if looser):
 """
 from __future__ import annotations
 
-from dataclasses import dataclass, fields, replace
+from dataclasses import dataclass
 
 import torch
 
-from optlang.solvers.linalg import finite_over
+from optlang.solvers.ops import (Context, abs_, all_finite_matrix, amax_abs, any_, at_least, at_most,
+                                 constraint_jacobians, eliminate, evaluate, finite_point, full, ineq_count,
+                                 ineq_only, keep_going, kernel, lagrangian_hessian, least, machine_eps, maximum,
+                                 minimum, reduced_solve, row_amax_abs, sqrt_, times, tiny, total, transpose_times,
+                                 where, where_matrix, zero_count)
 from optlang.solvers.result import CONVERGED, FAILED, INFEASIBLE, MAX_ITER, NO_DEADLINE, TIME_LIMIT, UNBOUNDED
 
 FRACTION = 0.99  # fraction to the boundary: s and lam stay positive
 TRUST = 0.5  # the relative error allowed to the linearization of a nonlinear g along a step
 MAX_BACKTRACKS = 40
 CERT = 1e-8  # tolerance of the certificates, relative (the module docstring)
+WARM_MARGIN = 1e-2  # a warm start's slacks and inequality duals are moved at least this far inside
+INF = float("inf")  # (the Triton module's common template defines its own)
+
+
+def flags(plan) -> dict:
+    """The constant flags (module constexprs on Triton, Context attributes here)."""
+    return {"NONLINEAR": not plan.affine_constraints,
+            "CONSTANT_HESSIAN": plan.affine_constraints and plan.quadratic}
 
 
 @dataclass
@@ -60,151 +76,170 @@ class KKTResult:
     status: torch.Tensor  # (B,) int64
 
 
-@dataclass
-class _Point:
-    """An iterate: primal x and slack s, duals lam and nu, and f, g, h and derivatives at x."""
+class _Instances:
+    """A batch of KKT problems as ops.Context sees one: `kkt` has the problem's functions (runtime/kkt.py's
+    KKTView, or anything with its interface), `batch` the one flat batch dim."""
 
-    x: torch.Tensor
-    s: torch.Tensor
-    lam: torch.Tensor
-    nu: torch.Tensor
-    f: torch.Tensor
-    grad: torch.Tensor
-    g: torch.Tensor
-    Jg: torch.Tensor
-    h: torch.Tensor
-    Jh: torch.Tensor
-
-
-WARM_MARGIN = 1e-2  # a warm start's slacks and inequality duals are moved at least this far inside
+    def __init__(self, kkt):
+        self.kkt = kkt
+        self.batch = (kkt.batch_size,)
+        self.dtype, self.device = kkt.dtype, kkt.device
 
 
 def ipm(prob, tol: float, max_iter: int, start=None, deadline=NO_DEADLINE) -> KKTResult:
-    """Solve the batch of problems `prob` to relative KKT residual `tol`.
+    """Solve the batch of problems `prob` to relative KKT residual `tol`, on the PyTorch backend.
 
     `start`: (x, lam, nu) of a previous solution to warm-start from, else the cold start x = 0.
     An interior-point method needs s, lam > 0 strictly: a warm start keeps x and nu and moves the
     slacks and duals at least WARM_MARGIN inside (a solution's are ~0 on active constraints).
     """
-    B, n = prob.batch_size, prob.n
-    x = torch.zeros(B, n, dtype=prob.dtype, device=prob.device) if start is None else start[0]
-    nu = x.new_zeros(B, prob.p) if start is None else start[2]
-    pt = _point(prob, x, None, None, nu)
+    B = prob.batch_size
+    # (prob caches a constant Hessian itself: the flag only says when the shared text asks for it)
+    constant = {"NONLINEAR": not prob.affine_constraints,
+                "CONSTANT_HESSIAN": getattr(prob, "constant_hessian", False)}
+    ctx = Context(_Instances(prob), deadline, **constant)
     if start is None:
-        # Slacks make the start feasible in g + s = 0 where g(0) is far inside, else 1.
-        pt = replace(pt, s=torch.clamp(-pt.g, min=1.0), lam=torch.ones_like(pt.g))
+        x = torch.zeros(B, prob.n, dtype=prob.dtype, device=prob.device)
+        lam, nu, margin = x.new_ones(B, prob.m), x.new_zeros(B, prob.p), 1.0
     else:
-        pt = replace(pt, s=torch.clamp(-pt.g, min=WARM_MARGIN), lam=torch.clamp(start[1], min=WARM_MARGIN))
-    res = _kkt_residual(pt)
-    status = torch.where(res <= tol, CONVERGED, MAX_ITER).to(torch.int64)
-    iters = torch.zeros(B, dtype=torch.int64, device=x.device)
-    scale = torch.clamp(_norm(pt.grad, pt.g, pt.h), min=1.0)  # for the blow-up tests
-    for _ in range(max_iter):
-        running = status == MAX_ITER
-        if not bool(running.any()):
-            break
-        if deadline.passed():
-            status = torch.where(running, TIME_LIMIT, status)
-            break
-        H = prob.lagrangian_hessian(pt.x, pt.lam, pt.nu)
-        new = _step(prob, pt, H, running, tol)
-        finite = _finite(new)
-        status = torch.where(running & ~finite, FAILED, status)
-        keep = running & finite
-        pt = _where(keep, new, pt)
-        iters = iters + running.long()
-        res = torch.where(keep, _kkt_residual(pt), res)
-        status = torch.where(keep & (res <= tol), CONVERGED, status)
-        infeasible, unbounded = _certificates(pt, H, scale, tol, prob.affine_constraints)
-        status = torch.where(keep & (status == MAX_ITER) & infeasible, INFEASIBLE, status)
-        status = torch.where(keep & (status == MAX_ITER) & unbounded, UNBOUNDED, status)
-    return KKTResult(pt.x, pt.lam, pt.nu, status == CONVERGED, iters, res, status)
+        (x, lam, nu), margin = start, WARM_MARGIN
+    x, lam, nu, status, iterations, res = ipm_solve(x, lam, nu, margin, full(tol, ctx), max_iter, ctx)
+    status = status.squeeze(-1)
+    if ctx.timed_out:
+        status = torch.where(status == MAX_ITER, TIME_LIMIT, status)
+    return KKTResult(x, lam, nu, status == CONVERGED, iterations.squeeze(-1), res.squeeze(-1), status)
 
 
-def _point(prob, x, s, lam, nu) -> _Point:
-    """Evaluate f, g, h and their derivatives at x; no calls for empty g or h."""
-    B, n = x.shape
-    g, Jg = (prob.ineq(x), prob.ineq_jacobian(x)) if prob.m else (x.new_zeros(B, 0), x.new_zeros(B, 0, n))
-    h, Jh = (prob.eq(x), prob.eq_jacobian(x)) if prob.p else (x.new_zeros(B, 0), x.new_zeros(B, 0, n))
-    return _Point(x, s, lam, nu, prob.objective(x), prob.gradient(x), g, Jg, h, Jh)
+@kernel
+def ipm_solve(x, lam, nu, margin, tol, max_iter, ctx):
+    """Predictor-corrector steps from (x, lam, nu), the slacks s = max(-g(x), margin) and lam floored at
+    margin (a cold start: x = 0, lam = 1, nu = 0, margin 1); (x, lam, nu, status, iterations, residual)."""
+    Jg, Jh = constraint_jacobians(x, ctx)
+    f, grad, g, Jg, h, Jh = evaluate(x, Jg, Jh, ctx)
+    # Slacks make the start feasible in g + s = 0 where g(x) is far inside, else margin.
+    s = ineq_only(at_least(-g, margin), 0.0, ctx)
+    lam = ineq_only(at_least(lam, margin), 0.0, ctx)
+    res = kkt_residual(x, s, lam, nu, grad, g, Jg, h, Jh, ctx)
+    status = where(res <= tol, CONVERGED, MAX_ITER)
+    # A constant Jacobian with a non-finite entry fails at the start (the steps check vectors only).
+    status = where(all_finite_matrix(Jg) & all_finite_matrix(Jh), status, FAILED)
+    iterations = zero_count(ctx)
+    scale = at_least(maximum(maximum(amax_abs(grad), amax_abs(g)), amax_abs(h)), 1.0)  # for the blow-up tests
+    if ctx.CONSTANT_HESSIAN:
+        H = lagrangian_hessian(x, lam, nu, ctx)
+    going = (status == MAX_ITER) & (iterations < max_iter)
+    while keep_going(going, ctx):
+        if ctx.CONSTANT_HESSIAN == 0:
+            H = lagrangian_hessian(x, lam, nu, ctx)
+        x1, s1, lam1, nu1, f1, grad1, g1, Jg1, h1, Jh1 = ipm_step(x, s, lam, nu, grad, g, Jg, h, Jh, H, tol, going, ctx)
+        finite = finite_point(x1, s1, lam1, nu1, f1, grad1, g1, Jg1, h1, Jh1, ctx)
+        keep = going & finite
+        x = where(keep, x1, x)
+        s = where(keep, s1, s)
+        lam = where(keep, lam1, lam)
+        nu = where(keep, nu1, nu)
+        grad = where(keep, grad1, grad)
+        g = where(keep, g1, g)
+        Jg = where_matrix(keep, Jg1, Jg)
+        h = where(keep, h1, h)
+        Jh = where_matrix(keep, Jh1, Jh)
+        iterations = iterations + where(going, 1, 0)
+        res = where(keep, kkt_residual(x, s, lam, nu, grad, g, Jg, h, Jh, ctx), res)
+        infeasible, unbounded = certificates(x, s, lam, nu, grad, g, Jg, h, Jh, H, scale, tol, ctx)
+        status = where(going & (finite == 0), FAILED, where(keep & (res <= tol), CONVERGED, status))
+        status = where(keep & (status == MAX_ITER) & infeasible, INFEASIBLE, status)
+        status = where(keep & (status == MAX_ITER) & unbounded, UNBOUNDED, status)
+        going = (status == MAX_ITER) & (iterations < max_iter)
+    return x, lam, nu, status, iterations, res
 
 
-def _where(mask, a: _Point, b: _Point) -> _Point:
-    """Per element, a where mask else b."""
-    pick = lambda u, v: torch.where(mask.view(-1, *[1] * (u.dim() - 1)), u, v)  # noqa: E731
-    return _Point(*(pick(getattr(a, f.name), getattr(b, f.name)) for f in fields(_Point)))
-
-
-VECTOR_FIELDS = ("x", "s", "lam", "nu", "f", "grad", "g", "h")
-
-
-def _finite(pt: _Point):
-    """Per element: is the point finite. The Jacobians are not checked: a non-finite Jacobian makes
-    the next step, and so the next point, non-finite (and checking them costs (m + p) n per element)."""
-    B = pt.x.shape[0]
-    return torch.stack([finite_over(getattr(pt, f).reshape(B, -1), 1) for f in VECTOR_FIELDS]).all(0)
-
-
-def _mv(A, v):
-    """Batched matrix-vector product."""
-    return (A @ v.unsqueeze(-1)).squeeze(-1)
-
-
-def _norm(*ts):
-    """Max-abs over the last dims of several (B, k) tensors, 0 where all are empty."""
-    return torch.cat([ts[0].new_zeros(ts[0].shape[0], 1), *ts], dim=-1).abs().amax(-1)
-
-
-def _residuals(pt: _Point):
-    """Dual residual grad f + Jg' lam + Jh' nu, and primal residuals g + s and h."""
-    r_d = pt.grad + _mv(pt.Jg.mT, pt.lam) + _mv(pt.Jh.mT, pt.nu)
-    return r_d, pt.g + pt.s, pt.h
-
-
-def _kkt_residual(pt: _Point):
-    """Max of relative primal infeasibility, dual infeasibility and complementarity."""
-    r_d, r_g, r_h = _residuals(pt)
-    P, D, Pg, G = _scales(pt)
-    # A row is complementary once its slack is negligible among its own terms, or its
-    # multiplier's pull lam_i |grad g_i| among the dual residual's: min(s, lam), made scale-free.
-    comp = torch.minimum(pt.s / Pg, pt.lam * G / D[:, None])
-    return torch.maximum(torch.maximum(_norm(r_g, r_h) / P, _norm(r_d) / D), _norm(comp))
-
-
-def _scales(pt: _Point):
+@kernel
+def scales(x, lam, nu, grad, g, Jg, h, Jh, ctx):
     """(P, D, Pg, G): the primal and dual residuals' scales, and per row of g its terms' and gradient's sizes.
 
     As OSQP's, each scale is the size of the terms whose cancellation a residual
     measures, at least 1 (absolute for small problems, relative for large ones).
     """
-    Jgx, Jhx = _mv(pt.Jg, pt.x), _mv(pt.Jh, pt.x)
-    Pg = torch.maximum(Jgx.abs(), (pt.g - Jgx).abs())
-    P = _norm(Pg, Jhx, pt.h - Jhx)
-    D = _norm(pt.grad, _mv(pt.Jg.mT, pt.lam), _mv(pt.Jh.mT, pt.nu))
-    return torch.clamp(P, min=1.0), torch.clamp(D, min=1.0), torch.clamp(Pg, min=1.0), pt.Jg.abs().amax(-1)
+    Jgx = times(Jg, x)
+    Jhx = times(Jh, x)
+    Pg = maximum(abs_(Jgx), abs_(g - Jgx))
+    P = maximum(maximum(amax_abs(Pg), amax_abs(Jhx)), amax_abs(h - Jhx))
+    D = maximum(maximum(amax_abs(grad), amax_abs(transpose_times(Jg, lam))), amax_abs(transpose_times(Jh, nu)))
+    return at_least(P, 1.0), at_least(D, 1.0), ineq_only(at_least(Pg, 1.0), 1.0, ctx), row_amax_abs(Jg)
 
 
-def _step(prob, pt: _Point, H, running, tol: float) -> _Point:
-    """One Mehrotra predictor-corrector step from pt, safeguarded by `_backtrack` when g is nonlinear."""
-    r_d, r_g, r_h = _residuals(pt)
-    solve = _factorize(H, pt, running)
-    sl = pt.s * pt.lam
-    m = max(sl.shape[-1], 1)
-    mu = sl.sum(-1) / m
-    aff = _direction(solve, pt, r_d, r_g, r_h, sl)
-    a = _max_step(pt, aff, 1.0)[:, None]
-    mu_aff = ((pt.s + a * aff[1]) * (pt.lam + a * aff[2])).sum(-1) / m
-    sigma = torch.clamp(mu_aff / torch.clamp(mu, min=torch.finfo(mu.dtype).tiny), 0.0, 1.0) ** 3
-    target = torch.maximum((sigma * mu)[:, None], _stop(pt, tol))
+@kernel
+def kkt_residual(x, s, lam, nu, grad, g, Jg, h, Jh, ctx):
+    """Max of relative primal infeasibility, dual infeasibility and complementarity."""
+    r_d = grad + transpose_times(Jg, lam) + transpose_times(Jh, nu)
+    P, D, Pg, G = scales(x, lam, nu, grad, g, Jg, h, Jh, ctx)
+    # A row is complementary once its slack is negligible among its own terms, or its
+    # multiplier's pull lam_i |grad g_i| among the dual residual's: min(s, lam), made scale-free.
+    comp = minimum(s / Pg, lam * G / D)
+    return maximum(maximum(maximum(amax_abs(g + s), amax_abs(h)) / P, amax_abs(r_d) / D), amax_abs(comp))
+
+
+@kernel
+def ipm_step(x, s, lam, nu, grad, g, Jg, h, Jh, H, tol, going, ctx):
+    """One Mehrotra predictor-corrector step, for the instances going, safeguarded by halving it where g is
+    nonlinear: the new (x, s, lam, nu, f, grad, g, Jg, h, Jh)."""
+    r_d = grad + transpose_times(Jg, lam) + transpose_times(Jh, nu)
+    r_g = g + s
+    Kx, Z, S = eliminate(H, Jg, Jh, s, lam, going, ctx)
+    sl = s * lam
+    m = ineq_count(ctx)
+    mu = total(sl) / m
+    dx, ds, dlam, dnu = direction(Kx, Z, S, Jg, Jh, s, lam, r_d, r_g, h, sl, ctx)
+    a = max_step(s, lam, ds, dlam, 1.0, ctx)
+    mu_aff = total((s + a * ds) * (lam + a * dlam)) / m
+    q = at_most(at_least(mu_aff / at_least(mu, tiny(ctx)), 0.0), 1.0)
+    sigma = q * q * q
+    target = maximum(sigma * mu, stop(x, s, lam, nu, grad, g, Jg, h, Jh, tol, ctx))
     # Corrector: aim at the target and cancel the predictor's second-order term.
-    d = _direction(solve, pt, r_d, r_g, r_h, sl + aff[1] * aff[2] - target)
-    alpha = _max_step(pt, d, FRACTION)
-    if prob.affine_constraints:
-        return _move(prob, pt, d, alpha)
-    return _backtrack(prob, pt, d, alpha, running)
+    dx, ds, dlam, dnu = direction(Kx, Z, S, Jg, Jh, s, lam, r_d, r_g, h, sl + ds * dlam - target, ctx)
+    alpha = max_step(s, lam, ds, dlam, FRACTION, ctx)
+    x1, s1, lam1, nu1 = move(x, s, lam, nu, dx, ds, dlam, dnu, alpha)
+    f1, grad1, g1, Jg1, h1, Jh1 = evaluate(x1, Jg, Jh, ctx)
+    if ctx.NONLINEAR:
+        # The Newton step trusts g(x + dx) ~ g(x) + Jg dx; far from the solution that can be off by
+        # orders of magnitude (exp), and the step then lands anywhere. A step is kept once the model
+        # error in every row is at most TRUST times the size of that row's terms, |Jg dx| + |g| + s, and
+        # everything at the new point is finite; it is halved until then, and an instance whose steps
+        # never pass takes the smallest one tried.
+        Jgdx = times(Jg, dx)
+        ok = fits(g1, g, alpha * Jgdx, s, ctx) & finite_point(x1, s1, lam1, nu1, f1, grad1, g1, Jg1, h1, Jh1, ctx)
+        accepted = (going == 0) | ok
+        tries = 1
+        while any_(accepted == 0) & (tries < MAX_BACKTRACKS):
+            alpha = where(accepted, alpha, 0.5 * alpha)
+            x2, s2, lam2, nu2 = move(x, s, lam, nu, dx, ds, dlam, dnu, alpha)
+            f2, grad2, g2, Jg2, h2, Jh2 = evaluate(x2, Jg, Jh, ctx)
+            ok = fits(g2, g, alpha * Jgdx, s, ctx) & finite_point(x2, s2, lam2, nu2, f2, grad2, g2, Jg2, h2, Jh2, ctx)
+            trying = accepted == 0
+            x1 = where(trying, x2, x1)
+            s1 = where(trying, s2, s1)
+            lam1 = where(trying, lam2, lam1)
+            nu1 = where(trying, nu2, nu1)
+            f1 = where(trying, f2, f1)
+            grad1 = where(trying, grad2, grad1)
+            g1 = where(trying, g2, g1)
+            Jg1 = where_matrix(trying, Jg2, Jg1)
+            h1 = where(trying, h2, h1)
+            Jh1 = where_matrix(trying, Jh2, Jh1)
+            accepted = accepted | ok
+            tries += 1
+    return x1, s1, lam1, nu1, f1, grad1, g1, Jg1, h1, Jh1
 
 
-def _stop(pt: _Point, tol: float):
+@kernel
+def fits(g_new, g, pred, s, ctx):
+    """Whether the linearization of g predicted each row's change within TRUST of its terms' size."""
+    err = abs_(g_new - g - pred)
+    return least(ineq_only(where(err <= TRUST * (abs_(pred) + abs_(g) + s), 1.0, 0.0), 1.0, ctx)) > 0.5
+
+
+@kernel
+def stop(x, s, lam, nu, grad, g, Jg, h, Jh, tol, ctx):
     """Per row, the s * lam the corrector aims no lower than.
 
     That is depth * tol on the side that passes the complementarity test (s / Pg for an
@@ -213,140 +248,62 @@ def _stop(pt: _Point, tol: float):
     until the dual residual stalls; hence a shallower depth where tol is within 1e4 eps
     (float32 at 1e-5).
     """
-    c = (0.1 if tol > 1e4 * torch.finfo(pt.s.dtype).eps else 0.5) * tol
-    _, D, Pg, G = _scales(pt)
-    cD = c * D[:, None]
-    lam_stop = torch.where(pt.lam * G > cD, cD / torch.where(G > 0, G, 1.0), pt.lam)
-    return torch.maximum(pt.lam * torch.minimum(c * Pg, pt.s), pt.s * lam_stop)
+    c = where(tol > 1e4 * machine_eps(ctx), 0.1 * tol, 0.5 * tol)
+    P, D, Pg, G = scales(x, lam, nu, grad, g, Jg, h, Jh, ctx)
+    cD = c * D
+    lam_stop = where(lam * G > cD, cD / where(G > 0.0, G, 1.0), lam)
+    return maximum(lam * minimum(c * Pg, s), s * lam_stop)
 
 
-def _factorize(H, pt: _Point, running):
-    """The regularized reduced KKT system, eliminated; returns solve(r1, r_h) -> (dx, dnu) reusing it.
-
-    The system is [[Kx, Jh'], [Jh, -d I]] (dx, dnu) = (r1, -r_h) with Kx = H + Jg' diag(lam / s) Jg
-    + d I. It is quasi-definite for any d > 0, so LPs (H = 0, Kx singular but for d off the active
-    rows) and redundant equality rows still factor. The step is then inexact, but the right-hand
-    sides are the true residuals: the iterates still converge to the exact KKT point. d = eps^(2/3)
-    is far above rounding yet small enough that the inexactness costs no iterations; sqrt(eps)
-    stalled float32 on ill-conditioned Jh.
-
-    Eliminated as the Triton kernel does (and as qpth and OSQP use their structure): Kx, symmetric
-    positive definite for convex f and g, by Cholesky, then the Schur complement S = Jh Kx^-1 Jh' +
-    d I on the equality duals, SPD as well: dnu = S^-1 (Jh y + r_h) and dx = y - Kx^-1 Jh' dnu, with
-    y = Kx^-1 r1. Half the work of the whole system's LU, and no factor spans both x and nu.
-    """
-    n, p = pt.x.shape[-1], pt.h.shape[-1]
-    delta = torch.finfo(H.dtype).eps ** (2 / 3)
-    Kx = H + pt.Jg.mT @ ((pt.lam / pt.s)[..., None] * pt.Jg) + delta * torch.eye(n, dtype=H.dtype, device=H.device)
-    # Frozen elements get a harmless system: their (extreme) scaling must not break the batch.
-    solve_x = _spd_solver(torch.where(running[:, None, None], Kx, torch.eye(n, dtype=H.dtype, device=H.device)))
-    if p == 0:
-        return lambda r1, r_h: (solve_x(r1), r_h)
-    Z = solve_x(pt.Jh.mT)  # Kx^-1 Jh', (B, n, p)
-    S = pt.Jh @ Z + delta * torch.eye(p, dtype=H.dtype, device=H.device)
-    solve_s = _spd_solver(torch.where(running[:, None, None], S, torch.eye(p, dtype=H.dtype, device=H.device)))
-
-    def solve(r1, r_h):
-        y = solve_x(r1)
-        dnu = solve_s(_mv(pt.Jh, y) + r_h)
-        return y - _mv(Z, dnu), dnu
-
-    return solve
-
-
-def _spd_solver(A):
-    """solve(b) with A x = b per element, b a vector (B, k) or a block (B, k, c), A (B, k, k) symmetric
-    positive definite in exact arithmetic: Cholesky; LU where it does not factor (rounding), and the
-    minimum-norm least-squares solution where that has a zero pivot too."""
-    L, info = torch.linalg.cholesky_ex(A)
-    bad = (info != 0) | ~finite_over(L, 1)
-    if not bool(bad.any()):
-        return lambda b: _columns(lambda c: torch.cholesky_solve(c, L), b)
-    LU, piv, lu_info = torch.linalg.lu_factor_ex(torch.where(bad[:, None, None], A, torch.eye(
-        A.shape[-1], dtype=A.dtype, device=A.device)))
-    broken = bad & ((lu_info != 0) | ~finite_over(LU, 1)) & finite_over(A, 1)
-    pinv = torch.linalg.pinv(A[broken]) if bool(broken.any()) else None
-
-    def solve(b):
-        x = _columns(lambda c: torch.cholesky_solve(c, L), b)
-        x = torch.where(bad.view(-1, *[1] * (b.dim() - 1)), _columns(lambda c: torch.linalg.lu_solve(LU, piv, c), b), x)
-        if pinv is not None:
-            x[broken] = _columns(lambda c: pinv @ c, b[broken])
-        return x
-
-    return solve
-
-
-def _columns(solve_block, b):
-    """solve_block on a block of columns (B, k, c); a vector right-hand side (B, k) as one column."""
-    return solve_block(b.unsqueeze(-1)).squeeze(-1) if b.dim() == 2 else solve_block(b)
-
-
-def _direction(solve, pt: _Point, r_d, r_g, r_h, r_c):
-    """Newton step (dx, ds, dlam, dnu) driving r_d, r_g, r_h to 0 and s * lam to s * lam - r_c."""
-    dx, dnu = solve(-r_d - _mv(pt.Jg.mT, (pt.lam * r_g - r_c) / pt.s), r_h)
-    ds = -r_g - _mv(pt.Jg, dx)
-    dlam = -(r_c + pt.lam * ds) / pt.s
+@kernel
+def direction(Kx, Z, S, Jg, Jh, s, lam, r_d, r_g, r_h, r_c, ctx):
+    """Newton step (dx, ds, dlam, dnu) driving r_d, r_g, r_h to 0 and s * lam to s * lam - r_c, from the
+    reduced system [[Kx, Jh'], [Jh, -d I]] (dx, dnu) = (-r_d - Jg' (lam r_g - r_c) / s, -r_h)."""
+    s1 = ineq_only(s, 1.0, ctx)
+    dx, dnu = reduced_solve(Kx, Z, S, Jh, -r_d - transpose_times(Jg, (lam * r_g - r_c) / s1), r_h, ctx)
+    ds = ineq_only(-r_g - times(Jg, dx), 0.0, ctx)
+    dlam = ineq_only(-(r_c + lam * ds) / s1, 0.0, ctx)
     return dx, ds, dlam, dnu
 
 
-def _max_step(pt: _Point, d, frac: float):
+@kernel
+def max_step(s, lam, ds, dlam, frac, ctx):
     """Largest step in [0, 1] that keeps s and lam at least (1 - frac) times their values."""
-    v, dv = torch.cat([pt.s, pt.lam], -1), torch.cat([d[1], d[2]], -1)
-    ratio = torch.where(dv < 0, -v / torch.where(dv < 0, dv, -1.0), torch.inf)
-    return torch.clamp(frac * torch.cat([v.new_full((v.shape[0], 1), torch.inf), ratio], -1).amin(-1), max=1.0)
+    rs = ineq_only(where(ds < 0.0, -s / where(ds < 0.0, ds, -1.0), INF), INF, ctx)
+    rl = ineq_only(where(dlam < 0.0, -lam / where(dlam < 0.0, dlam, -1.0), INF), INF, ctx)
+    return at_most(frac * minimum(least(rs), least(rl)), 1.0)
 
 
-def _move(prob, pt: _Point, d, alpha) -> _Point:
-    """The point pt + alpha * d, evaluated."""
-    a = alpha[:, None]
-    # The step keeps s and lam above (1 - FRACTION) of their values; the floor only undoes rounding.
-    s = torch.maximum(pt.s + a * d[1], (1 - FRACTION) * pt.s)
-    lam = torch.maximum(pt.lam + a * d[2], (1 - FRACTION) * pt.lam)
-    return _point(prob, pt.x + a * d[0], s, lam, pt.nu + a * d[3])
+@kernel
+def move(x, s, lam, nu, dx, ds, dlam, dnu, a):
+    """The point (x, s, lam, nu) + a (dx, ds, dlam, dnu). The step keeps s and lam above (1 - FRACTION) of
+    their values; the floor only undoes rounding."""
+    s_new = maximum(s + a * ds, (1 - FRACTION) * s)
+    lam_new = maximum(lam + a * dlam, (1 - FRACTION) * lam)
+    return x + a * dx, s_new, lam_new, nu + a * dnu
 
 
-def _backtrack(prob, pt: _Point, d, alpha, running) -> _Point:
-    """Halve the step until the linearization of g still describes it (g nonlinear).
-
-    The Newton step trusts g(x + dx) ~ g(x) + Jg dx; far from the solution that can
-    be off by orders of magnitude (exp), and the step then lands anywhere. A step is
-    kept once the model error in every row is at most TRUST times the size of that
-    row's terms, |Jg dx| + |g| + s, and everything at the new point is finite.
-    """
-    accepted = ~running
-    new = None
-    for _ in range(MAX_BACKTRACKS):
-        trial = _move(prob, pt, d, alpha)
-        pred = alpha[:, None] * _mv(pt.Jg, d[0])
-        err = (trial.g - pt.g - pred).abs()
-        ok = (err <= TRUST * (pred.abs() + pt.g.abs() + pt.s)).all(-1) & _finite(trial)
-        new = trial if new is None else _where(ok & ~accepted, trial, new)
-        accepted = accepted | ok
-        if bool(accepted.all()):
-            break
-        alpha = torch.where(accepted, alpha, 0.5 * alpha)
-    # Elements that never passed take the smallest step tried.
-    return _where(accepted, new, trial)
-
-
-def _certificates(pt: _Point, H, scale, tol: float, affine: bool):
-    """Masks of elements whose iterates look infeasible or unbounded (module docstring)."""
-    cert = max(tol, CERT)
-    blowup = torch.finfo(pt.x.dtype).eps ** -0.5
-    y = _mv(pt.Jg.mT, pt.lam) + _mv(pt.Jh.mT, pt.nu)
-    c = (pt.lam * pt.g).sum(-1) + (pt.nu * pt.h).sum(-1) - (y * pt.x).sum(-1)
-    duals = _norm(pt.lam, pt.nu)
-    infeasible = (duals > blowup * scale) & (c > 0) & (_norm(y) <= cert * c)
-    if not affine:
+@kernel
+def certificates(x, s, lam, nu, grad, g, Jg, h, Jh, H, scale, tol, ctx):
+    """(infeasible, unbounded): whether the iterate looks infeasible or unbounded (the module docstring)."""
+    cert = at_least(tol, CERT)
+    blowup = 1.0 / sqrt_(full(1.0, ctx) * machine_eps(ctx))
+    y = transpose_times(Jg, lam) + transpose_times(Jh, nu)
+    c = total(lam * g) + total(nu * h) - total(y * x)
+    duals = maximum(amax_abs(lam), amax_abs(nu))
+    infeasible = (duals > blowup * scale) & (c > 0.0) & (amax_abs(y) <= cert * c)
+    if ctx.NONLINEAR:
         # Nonlinear g rarely nears a certificate: duals far past any central path's (which
         # can reach 1 / sqrt(eps) on badly scaled rows) while the primal residual stays.
-        stalled = _norm(*_residuals(pt)[1:]) > _scales(pt)[0] * tol ** 0.5
-        infeasible = infeasible | ((duals > blowup**2 * scale) & stalled)
-    size = _norm(pt.x)
-    d = pt.x / torch.clamp(size, min=torch.finfo(size.dtype).tiny)[:, None]
-    slope = -(pt.grad * d).sum(-1)
+        P, D, Pg, G = scales(x, lam, nu, grad, g, Jg, h, Jh, ctx)
+        stalled = maximum(amax_abs(g + s), amax_abs(h)) > P * sqrt_(tol)
+        infeasible = infeasible | ((duals > blowup * blowup * scale) & stalled)
+    size = amax_abs(x)
+    d = x / at_least(size, tiny(ctx))
+    slope = -total(grad * d)
     bound = cert * slope
-    keeps = (_norm(_mv(H, d)) <= bound) & (_norm(torch.relu(_mv(pt.Jg, d)), _mv(pt.Jh, d)) <= bound)
-    unbounded = (size > blowup * scale) & (slope > 0) & keeps
+    moves = maximum(amax_abs(at_least(times(Jg, d), 0.0)), amax_abs(times(Jh, d)))
+    keeps = (amax_abs(times(H, d)) <= bound) & (moves <= bound)
+    unbounded = (size > blowup * scale) & (slope > 0.0) & keeps
     return infeasible, unbounded
+

@@ -167,7 +167,25 @@ def dot(a, b):
 
 
 def amax_abs(v):
-    return v.abs().amax(-1, keepdim=True)
+    """max |v| per instance; 0 for an empty vector (a problem without inequalities or equalities)."""
+    return v.abs().amax(-1, keepdim=True) if v.shape[-1] else v.new_zeros(v.shape[:-1] + (1,))
+
+
+def total(v):
+    return v.sum(-1, keepdim=True)
+
+
+def least(v):
+    """min v per instance; inf for an empty vector."""
+    return v.amin(-1, keepdim=True) if v.shape[-1] else v.new_full(v.shape[:-1] + (1,), float("inf"))
+
+
+def maximum(a, b):
+    return torch.maximum(a, b)
+
+
+def minimum(a, b):
+    return torch.minimum(a, b)
 
 
 def relative_residual(F, scale):
@@ -200,6 +218,18 @@ def times(A, v):
     if A.dim() == 2:
         return v @ A.transpose(-1, -2)
     return (A @ v.unsqueeze(-1)).squeeze(-1)
+
+
+def transpose_times(A, v):
+    """A' v per instance."""
+    if A.dim() == 2:
+        return v @ A
+    return (A.transpose(-1, -2) @ v.unsqueeze(-1)).squeeze(-1)
+
+
+def row_amax_abs(A):
+    """max |A_ij| over each row's entries."""
+    return A.abs().amax(-1)
 
 
 def rows_times(d, A):
@@ -350,3 +380,108 @@ def roll_in(H, v, restart):
         return H
     older = H[..., 1:, :] * (~restart).unsqueeze(-1)
     return torch.cat([older, v.unsqueeze(-2)], dim=-2)
+
+
+# -- the interior point's KKT blocks (ipm.py); `ctx.prob.kkt` is runtime/kkt.py's KKTView -------
+# The state is x (B, n), the inequality rows' s, lam, g (B, m), the equality rows' nu, h (B, p); Jg is
+# (B, m, n), Jh (B, p, n), H (B, n, n). A Triton tile is padded past each block's size: `ineq_only`
+# keeps the padding out there; here every entry is a row.
+def ineq_only(v, fill, ctx):
+    """v on the inequality rows, `fill` on a Triton tile's padding: v itself here."""
+    return v
+
+
+def ineq_count(ctx):
+    """The number of inequality rows, at least 1 (mu's denominator)."""
+    return float(max(ctx.prob.kkt.m, 1))
+
+
+def constraint_jacobians(x, ctx):
+    """(Jg, Jh) at x; empty blocks where there are no rows."""
+    prob, (B, n) = ctx.prob.kkt, x.shape
+    Jg = prob.ineq_jacobian(x) if prob.m else x.new_zeros(B, 0, n)
+    Jh = prob.eq_jacobian(x) if prob.p else x.new_zeros(B, 0, n)
+    return Jg, Jh
+
+
+def evaluate(x, Jg, Jh, ctx):
+    """f, grad f, g, Jg, h, Jh at x: the Jacobians given (affine constraints: constant) or rebuilt."""
+    prob, B = ctx.prob.kkt, x.shape[0]
+    g = prob.ineq(x) if prob.m else x.new_zeros(B, 0)
+    h = prob.eq(x) if prob.p else x.new_zeros(B, 0)
+    if ctx.NONLINEAR:
+        Jg, Jh = constraint_jacobians(x, ctx)
+    return prob.objective(x).unsqueeze(-1), prob.gradient(x), g, Jg, h, Jh
+
+
+def lagrangian_hessian(x, lam, nu, ctx):
+    return ctx.prob.kkt.lagrangian_hessian(x, lam, nu)
+
+
+def finite_point(x, s, lam, nu, f, grad, g, Jg, h, Jh, ctx):
+    """Whether the point is finite per instance: its vectors (a constant Jacobian was checked at the
+    start), and the Jacobians where they change (nonlinear g)."""
+    B = x.shape[0]
+    ok = linalg.finite_over(torch.cat([x, s, lam, nu, f, grad, g, h], dim=-1).reshape(B, -1), 1)
+    if ctx.NONLINEAR:
+        ok = ok & linalg.finite_over(Jg, 1) & linalg.finite_over(Jh, 1)
+    return ok.unsqueeze(-1)
+
+
+def eliminate(H, Jg, Jh, s, lam, going, ctx):
+    """The regularized reduced system [[Kx, Jh'], [Jh, -d I]] with Kx = H + Jg' diag(lam / s) Jg + d I,
+    d = eps^(2/3), eliminated: (Kx's solver, Z = Kx^-1 Jh', the solver of S = Jh Z + d I).
+
+    Quasi-definite for any d > 0, so LPs (H = 0) and redundant equality rows still factor; Kx and S
+    are symmetric positive definite for convex f and g: Cholesky (LU where rounding breaks it, the
+    pseudo-inverse past a zero pivot). An instance not going gets the identity: its (extreme)
+    scaling must not break the batch."""
+    n, p = H.shape[-1], Jh.shape[-2]
+    delta = torch.finfo(H.dtype).eps ** (2 / 3)
+    eye_n = torch.eye(n, dtype=H.dtype, device=H.device)
+    Kx = H + Jg.transpose(-1, -2) @ ((lam / s).unsqueeze(-1) * Jg) + delta * eye_n
+    solve_x = _spd_solver(torch.where(going.unsqueeze(-1), Kx, eye_n))
+    if p == 0:
+        return solve_x, None, None
+    Z = solve_x(Jh.transpose(-1, -2))
+    eye_p = torch.eye(p, dtype=H.dtype, device=H.device)
+    return solve_x, Z, _spd_solver(torch.where(going.unsqueeze(-1), Jh @ Z + delta * eye_p, eye_p))
+
+
+def reduced_solve(Kx, Z, S, Jh, r1, r_h, ctx):
+    """(dx, dnu) with [[Kx, Jh'], [Jh, -d I]] (dx, dnu) = (r1, -r_h), from `eliminate`: dnu = S^-1 (Jh y
+    + r_h) and dx = y - Z dnu, y = Kx^-1 r1."""
+    y = Kx(r1)
+    if Z is None:
+        return y, r_h
+    dnu = S(times(Jh, y) + r_h)
+    return y - times(Z, dnu), dnu
+
+
+def _spd_solver(A):
+    """solve(b) with A x = b per instance, b a vector (B, k) or a block (B, k, c), A (B, k, k) symmetric
+    positive definite in exact arithmetic: Cholesky; LU where it does not factor (rounding), and the
+    minimum-norm least-squares solution where that has a zero pivot too."""
+    L, info = torch.linalg.cholesky_ex(A)
+    bad = (info != 0) | ~linalg.finite_over(L, 1)
+    if not bool(bad.any()):
+        return lambda b: _columns(lambda c: torch.cholesky_solve(c, L), b)
+    eye = torch.eye(A.shape[-1], dtype=A.dtype, device=A.device)
+    LU, piv, lu_info = torch.linalg.lu_factor_ex(torch.where(bad[:, None, None], A, eye))
+    broken = bad & ((lu_info != 0) | ~linalg.finite_over(LU, 1)) & linalg.finite_over(A, 1)
+    pinv = torch.linalg.pinv(A[broken]) if bool(broken.any()) else None
+
+    def solve(b):
+        x = _columns(lambda c: torch.cholesky_solve(c, L), b)
+        lu = _columns(lambda c: torch.linalg.lu_solve(LU, piv, c), b)
+        x = torch.where(bad.view(-1, *[1] * (b.dim() - 1)), lu, x)
+        if pinv is not None:
+            x[broken] = _columns(lambda c: pinv @ c, b[broken])
+        return x
+
+    return solve
+
+
+def _columns(solve_block, b):
+    """solve_block on a block of columns (B, k, c); a vector right-hand side (B, k) as one column."""
+    return solve_block(b.unsqueeze(-1)).squeeze(-1) if b.dim() == 2 else solve_block(b)

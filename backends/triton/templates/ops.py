@@ -94,6 +94,27 @@ def amax_abs(v):
 
 
 @triton.jit
+def total(v):
+    return tl.sum(v, axis=0)
+
+
+@triton.jit
+def least(v):
+    """min v (a padded lane must hold a value that cannot be the least: inf)."""
+    return tl.min(v, axis=0)
+
+
+@triton.jit
+def maximum(a, b):
+    return tl.maximum(a, b)
+
+
+@triton.jit
+def minimum(a, b):
+    return tl.minimum(a, b)
+
+
+@triton.jit
 def identity(A, __SIG__):
     i = tl.arange(0, VAR_BLOCK)
     return (i[:, None] == i[None, :]).to(DTYPE)
@@ -252,6 +273,16 @@ def batch_max(a):
 @triton.jit
 def times(A, v):
     return tl.sum(A * v[None, :], axis=1)
+
+
+@triton.jit
+def transpose_times(A, v):
+    return tl.sum(A * v[:, None], axis=0)
+
+
+@triton.jit
+def row_amax_abs(A):
+    return tl.max(tl.abs(A), axis=1)
 
 
 @triton.jit
