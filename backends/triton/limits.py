@@ -25,7 +25,7 @@ MAX_REGISTERS = 255
 TILE_PER_THREAD = 32  # float32 elements of the largest tile per thread that num_warps aims at (float64: half)
 # The interior point holds several tiles of its reduced system besides the state's (H, the system, its
 # elimination, Jg): half as many elements a thread. QP n = 20 with 20/5 in float32 (a 64 x 64 state tile,
-# a 32 x 32 system): 255 registers and spill bytes at 4 warps, 182 and none at 8.
+# a 32 x 32 system): 255 registers and spill bytes at 4 warps, 184 and none at 8.
 KKT_TILE_PER_THREAD = 16
 
 
