@@ -326,3 +326,16 @@ def test_spd_solver_falls_back_per_element(block):
     want = torch.linalg.pinv(A) @ (b if block else b.unsqueeze(-1))
     torch.testing.assert_close(x, want if block else want.squeeze(-1), rtol=1e-12, atol=1e-12)
     assert torch.isfinite(x).all()
+
+
+def test_lps_with_equality_rows_take_few_iterations():
+    """An LP's x block is nearly singular (H = 0), and the Schur complement's dx = y - Z dnu cancels:
+    one step of iterative refinement (ipm.direction) brings the iterations back to those of the whole
+    system's LU. Without it the worst of these float32 LPs took 32 iterations, the mean 8.4."""
+    counts = []
+    for seed in range(6):
+        qp = random_qp(np.random.default_rng(seed), 16, 8, 12, 3, lp=True)
+        out = ipm(dense(qp, torch.float32), 1e-5, 100)
+        assert bool(out.converged.all())
+        counts += out.iterations.tolist()
+    assert max(counts) <= 14 and np.mean(counts) <= 7.5, counts

@@ -639,9 +639,8 @@ AOT = """
                 if plan.kind == "kkt":  # the interior point's own tiles
                     bound = BoundProblem(None, plan, {}, dims, (1,), torch.float64, torch.device("cpu"))
                     constexprs.update(kkt_blocks(bound))
-                constexprs.update({k: v for k, v in (("EPS", 1e-7), ("TINY", 1e-30), ("DELTA", 1e-5),
-                                                           ("ACCELERATE", True))
-                                   if k in signature})
+                if "ACCELERATE" in signature:  # FISTA's momentum
+                    constexprs["ACCELERATE"] = True
                 source = triton.compiler.ASTSource(fn=kernel, signature=signature, constexprs=constexprs)
                 jobs.append(((name, kernel_name, fp), source))
 

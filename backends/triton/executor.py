@@ -19,8 +19,8 @@ Newton, FISTA/PGD, Anderson, the interior point and the CG adjoint run the
 PyTorch solvers' own text (backends/triton/shared.py). Where the backends
 differ: dense solves skip exactly-zero pivots (a basic solution) where
 torch.linalg falls back to the minimum-norm least-squares one (the IPM's
-reduced system, eliminated twice per iteration where PyTorch factors it once
-by Cholesky, included),
+reduced system, eliminated for every right-hand side where PyTorch factors it
+once by Cholesky, included),
 FISTA decides when to polish per instance where a PyTorch batch waits for
 every element (pgd.py's batch_all), and the simplex threshold comes from
 Michelot's iteration, not a sort (the same tau up to rounding).

@@ -27,7 +27,7 @@ class Context:
     """One flattened batch of problem instances as the shared solvers see it.
 
     `prob` is a BoundProblem with batch (B,) (or anything with its residual,
-    gradient, ... on the flat state); the upper-case flags are the solver's
+    gradient, ... on the flat state; for the interior point, ipm._Instances, whose `kkt` has its functions); the upper-case flags are the solver's
     compile-time constants (module constexprs in a Triton module);
     `deadline` is checked once per outer iteration, and `timed_out` records that
     a solve stopped on it.
@@ -430,7 +430,7 @@ def finite_point(x, s, lam, nu, f, grad, g, Jg, h, Jh, ctx):
 
 def eliminate(H, Jg, Jh, s, lam, going, ctx):
     """The regularized reduced system [[Kx, Jh'], [Jh, -d I]] with Kx = H + Jg' diag(lam / s) Jg + d I,
-    d = eps^(2/3), eliminated: (Kx's solver, Z = Kx^-1 Jh', the solver of S = Jh Z + d I).
+    d = eps^(2/3), eliminated: (Kx factored, Z = Kx^-1 Jh', S = Jh Z + d I factored).
 
     Quasi-definite for any d > 0, so LPs (H = 0) and redundant equality rows still factor; Kx and S
     are symmetric positive definite for convex f and g: Cholesky (LU where rounding breaks it, the
@@ -440,12 +440,33 @@ def eliminate(H, Jg, Jh, s, lam, going, ctx):
     delta = torch.finfo(H.dtype).eps ** (2 / 3)
     eye_n = torch.eye(n, dtype=H.dtype, device=H.device)
     Kx = H + Jg.transpose(-1, -2) @ ((lam / s).unsqueeze(-1) * Jg) + delta * eye_n
-    solve_x = _spd_solver(torch.where(going.unsqueeze(-1), Kx, eye_n))
+    Kx = _Factored(torch.where(going.unsqueeze(-1), Kx, eye_n))
     if p == 0:
-        return solve_x, None, None
-    Z = solve_x(Jh.transpose(-1, -2))
+        return Kx, None, None
+    Z = Kx(Jh.transpose(-1, -2))
     eye_p = torch.eye(p, dtype=H.dtype, device=H.device)
-    return solve_x, Z, _spd_solver(torch.where(going.unsqueeze(-1), Jh @ Z + delta * eye_p, eye_p))
+    return Kx, Z, _Factored(torch.where(going.unsqueeze(-1), Jh @ Z + delta * eye_p, eye_p))
+
+
+def system_times(K, v, ctx):
+    """K v for a matrix `eliminate` factored."""
+    return times(K.matrix, v)
+
+
+def regularization(ctx):
+    """d = eps^(2/3), the reduced system's regularization."""
+    return torch.finfo(ctx.prob.dtype).eps ** (2 / 3)
+
+
+class _Factored:
+    """A matrix and its solver (`_spd_solver`): calling it solves."""
+
+    def __init__(self, matrix):
+        self.matrix = matrix
+        self.solve = _spd_solver(matrix)
+
+    def __call__(self, b):
+        return self.solve(b)
 
 
 def reduced_solve(Kx, Z, S, Jh, r1, r_h, ctx):

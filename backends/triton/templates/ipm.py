@@ -11,7 +11,7 @@
 # with 32/8 64 x 64, where one tile of the whole state (vars and duals, VAR_BLOCK) is 64 x 64 and
 # 128 x 128. The problem's functions take and give flat [VAR_BLOCK] tiles (the kkt adapters): `take`
 # and `place` move vectors between the two layouts. The forward kernel stores the flat state
-# (x, lam, nu), the status and the iteration count.
+# (x, lam, nu), the status, the iteration count and the residual.
 #: Placeholders: as in backward.py, plus __NV__, __NI__, __NE__ (the printed sizes of the var, the
 #: inequality rows and the equality rows; X_BLOCK, I_BLOCK and E_BLOCK are constexprs), __DELTA_DOUBLE__ and
 #: __DELTA_SINGLE__ (the regularization eps^(2/3) in float64 and float32), and the constants of runtime/kkt.py and result.py
@@ -147,9 +147,16 @@ def regularization(__SIG__):
 
 
 @triton.jit
+def system_times(K, v, __SIG__):
+    """K v for the x block's system (its padding the identity, v's padding 0)."""
+    return times(K, v)
+
+
+@triton.jit
 def eliminate(H, Jg, Jh, s, lam, going, __SIG__):
-    """(Kx, Z, S) of ops.eliminate: the x block, Z = Kx^-1 Jh' and the Schur complement S (the
-    eliminations themselves happen in reduced_solve; a finished instance has left the loop)."""
+    """(Kx, Z, S) of ops.eliminate: the x block, Z = Kx^-1 Jh' (one elimination of Kx, with Jh' as a
+    block right-hand side) and the Schur complement S; reduced_solve eliminates Kx and S again for each
+    right-hand side (a tile holds no factor). A finished instance has left the loop."""
     delta = regularization(__ARGS__)
     Kx = x_system(H, Jg, s, lam, delta, __ARGS__)
     Z, S = schur(Kx, Jh, delta, __ARGS__)
