@@ -309,10 +309,10 @@ def test_equality_only_unconstrained_and_redundant_rows():
 
 @pytest.mark.parametrize("block", [False, True])
 def test_spd_solver_falls_back_per_element(block):
-    """The reduced system's factor: Cholesky where the block is SPD, LU for an element that rounding
-    (here: an indefinite matrix) keeps from factoring, the minimum-norm least-squares solution for a
-    singular one; each element's solution is its own whatever the others are."""
-    from optlang.solvers.ops import _spd_solver
+    """linalg.spd_solver, the reduced system's factor: Cholesky where the block is SPD, linalg.solve's LU
+    for an element that rounding (here: an indefinite matrix) keeps from factoring, and its minimum-norm
+    least-squares solution for a singular one; each element's solution is its own."""
+    from optlang.solvers.linalg import spd_solver
 
     g = torch.Generator().manual_seed(5)
     M = torch.randn(4, 4, generator=g, dtype=torch.float64)
@@ -322,7 +322,7 @@ def test_spd_solver_falls_back_per_element(block):
     A = torch.stack([spd, indefinite, singular])
     b = torch.randn(3, 4, 2, generator=g, dtype=torch.float64) if block else \
         torch.randn(3, 4, generator=g, dtype=torch.float64)
-    x = _spd_solver(A)(b)
+    x = spd_solver(A)(b)
     want = torch.linalg.pinv(A) @ (b if block else b.unsqueeze(-1))
     torch.testing.assert_close(x, want if block else want.squeeze(-1), rtol=1e-12, atol=1e-12)
     assert torch.isfinite(x).all()

@@ -113,3 +113,27 @@ def solve_spd(A: torch.Tensor, b: torch.Tensor) -> tuple[torch.Tensor, torch.Ten
         x = x.clone()
         x[bad], singular[bad] = solve(A[bad], b[bad])
     return x, singular
+
+
+def spd_solver(A: torch.Tensor):
+    """`solve_spd` factored once: solve(b) for several right-hand sides b, each a vector (B, k) or a block
+    of columns (B, k, c), A (B, k, k) symmetric positive definite in exact arithmetic (the interior
+    point's reduced blocks). Cholesky; the elements it cannot factor (rounding) take `solve`."""
+    L, info = torch.linalg.cholesky_ex(A)
+    bad = (info != 0) | ~finite_over(L, 1)
+    bad = bad if bool(bad.any()) else None
+
+    def solve_(b):
+        block = b.dim() == 3
+        x = torch.cholesky_solve(b if block else b.unsqueeze(-1), L)
+        x = x if block else x.squeeze(-1)
+        if bad is not None:
+            A_bad, b_bad = A[bad], b[bad]
+            if block:  # the columns as one more batch dim of `solve`
+                A_bad = A_bad.unsqueeze(1).expand(-1, b.shape[-1], -1, -1)
+                x[bad] = solve(A_bad, b_bad.transpose(-1, -2))[0].transpose(-1, -2)
+            else:
+                x[bad] = solve(A_bad, b_bad)[0]
+        return x
+
+    return solve_

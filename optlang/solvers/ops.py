@@ -459,11 +459,11 @@ def regularization(ctx):
 
 
 class _Factored:
-    """A matrix and its solver (`_spd_solver`): calling it solves."""
+    """A matrix and its solver (`linalg.spd_solver`): calling it solves."""
 
     def __init__(self, matrix):
         self.matrix = matrix
-        self.solve = _spd_solver(matrix)
+        self.solve = linalg.spd_solver(matrix)
 
     def __call__(self, b):
         return self.solve(b)
@@ -477,32 +477,3 @@ def reduced_solve(Kx, Z, S, Jh, r1, r_h, ctx):
         return y, r_h
     dnu = S(times(Jh, y) + r_h)
     return y - times(Z, dnu), dnu
-
-
-def _spd_solver(A):
-    """solve(b) with A x = b per instance, b a vector (B, k) or a block (B, k, c), A (B, k, k) symmetric
-    positive definite in exact arithmetic: Cholesky; LU where it does not factor (rounding), and the
-    minimum-norm least-squares solution where that has a zero pivot too."""
-    L, info = torch.linalg.cholesky_ex(A)
-    bad = (info != 0) | ~linalg.finite_over(L, 1)
-    if not bool(bad.any()):
-        return lambda b: _columns(lambda c: torch.cholesky_solve(c, L), b)
-    eye = torch.eye(A.shape[-1], dtype=A.dtype, device=A.device)
-    LU, piv, lu_info = torch.linalg.lu_factor_ex(torch.where(bad[:, None, None], A, eye))
-    broken = bad & ((lu_info != 0) | ~linalg.finite_over(LU, 1)) & linalg.finite_over(A, 1)
-    pinv = torch.linalg.pinv(A[broken]) if bool(broken.any()) else None
-
-    def solve(b):
-        x = _columns(lambda c: torch.cholesky_solve(c, L), b)
-        lu = _columns(lambda c: torch.linalg.lu_solve(LU, piv, c), b)
-        x = torch.where(bad.view(-1, *[1] * (b.dim() - 1)), lu, x)
-        if pinv is not None:
-            x[broken] = _columns(lambda c: pinv @ c, b[broken])
-        return x
-
-    return solve
-
-
-def _columns(solve_block, b):
-    """solve_block on a block of columns (B, k, c); a vector right-hand side (B, k) as one column."""
-    return solve_block(b.unsqueeze(-1)).squeeze(-1) if b.dim() == 2 else solve_block(b)
