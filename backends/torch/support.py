@@ -65,7 +65,9 @@ def matvec(a, x):
     if a.dim() == 2:
         return torch.matmul(x, a.transpose(0, 1))
     if a.shape[:-2] == x.shape[:-1]:
-        return torch.matmul(a, x.unsqueeze(-1)).squeeze(-1)
+        # x as a row times a': MKL's batched product with one row is 2-3x faster on the CPU than with
+        # one column (a 64 x 40 x 20 batch 17 us against 30, 1024 x 100 x 100 3.6 ms against 11.8)
+        return torch.matmul(x.unsqueeze(-2), a.transpose(-1, -2)).squeeze(-2)
     if _directions_against(a, x):
         return torch.matmul(x, a.squeeze(-3).transpose(-1, -2))
     return torch.einsum('...ij,...j->...i', a, x)

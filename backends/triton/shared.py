@@ -25,10 +25,10 @@ from importlib import resources
 # optlang/solvers.
 SHARED = {"newton": "newton", "fista": "pgd", "anderson": "anderson", "backward_cg": "adjoint_cg", "ipm": "ipm"}
 # Calls that only reorganize a PyTorch batch (ops.compact drops the instances that have stopped) or
-# keep something for its backward (ops.keep_factor): one Triton program holds one instance and its
-# backward is a kernel of its own, so their statements are left out, and `finish(results, ctx)` is
-# its results.
-BATCH_ONLY = ("compact", "keep_factor")
+# keep something for its backward (ops.keep_factor, ops.keep_hessian): one Triton program holds one
+# instance and its backward is a kernel of its own, so their statements are left out, and
+# `finish(results, ctx)` is its results.
+BATCH_ONLY = ("compact", "keep_factor", "keep_hessian")
 
 
 def source(name: str) -> str:

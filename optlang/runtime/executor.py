@@ -7,7 +7,7 @@ from optlang.backends.torch.support import memo_scope
 from optlang.passes.select import backward_method, default_solver
 from optlang.solvers.anderson import solve_fixed_point
 from optlang.solvers.backward import adjoint_solve, finite_param_grads
-from optlang.solvers.linalg import CholeskyFactor
+from optlang.solvers.linalg import CholeskyFactor, FreeSetSystem
 from optlang.solvers.newton import newton
 from optlang.solvers.pgd import fista
 from optlang.solvers.result import Deadline
@@ -29,6 +29,8 @@ def implicit_system(bound, x, options: dict, result=None) -> tuple:
     J = None
     if method == "direct" and factor is not None:
         J = CholeskyFactor(factor)
+    elif method == "direct" and getattr(result, "hessian", None) is not None:
+        J = FreeSetSystem(result.hessian, bound.free_mask(x))
     elif method == "direct" and bound.plan.kind == "kkt":
         from optlang.runtime.kkt import kkt_jacobian
 

@@ -26,7 +26,7 @@ import torch
 from optlang.errors import user_stacklevel
 from optlang.solvers.krylov import gmres, largest_eigenvalue, neumann
 from optlang.solvers import adjoint_cg
-from optlang.solvers.linalg import CholeskyFactor, all_finite, finite_over, solve, solve_spd
+from optlang.solvers.linalg import CholeskyFactor, FreeSetSystem, all_finite, finite_over, solve, solve_spd
 from optlang.solvers.result import where_text
 
 KRYLOV_MAX_ITER = 1000
@@ -52,6 +52,10 @@ def _linear_solve(prob, x, b, method: str, tol: float, J, transpose: bool) -> to
     if method == "direct":
         if isinstance(J, CholeskyFactor):
             return J.solve(b)
+        if isinstance(J, FreeSetSystem):
+            y, singular = J.solve(b, transpose)
+            _warn(singular, f"singular Jacobian in {where}", "used the least-squares (minimum-norm) solution")
+            return y
         J = prob.jacobian(x) if J is None else J
         if prob.plan.kind == "smooth" and not prob.plan.local:  # a convex f's Hessian: SPD, symmetric
             y, singular = solve_spd(J, b)

@@ -97,6 +97,52 @@ class CholeskyFactor:
         return torch.cholesky_solve(b.unsqueeze(-1), self.L).squeeze(-1)
 
 
+class FreeSetSystem:
+    """dF/dx = (I - D) + D H of a proximal-gradient fixed point F = x - prox(x - grad f(x)) whose prox
+    Jacobian D is a 0/1 mask (boxes, norm1) and whose f has the constant Hessian H: what the direct
+    linear solves take in place of the dense Jacobian. Off the free set a solution is read off, on it
+    H_FF is factored by Cholesky, as S = D H D + (I - D) (SPD where H is positive definite on the free
+    set): a transposed system J'w = b is u = S^-1 D b, w = u + (I - D)(b - H u); an untransposed one
+    J z = v is a = (I - D) v, z = a + S^-1 D (v - H a). The elements S does not factor (H singular on
+    the free set: more free coordinates than data) take `solve` of the dense J, least squares where
+    it is singular, as they would without this."""
+
+    def __init__(self, H: torch.Tensor, D: torch.Tensor):
+        self.H, self.D = H, D
+        S = D.unsqueeze(-1) * H * D.unsqueeze(-2) + torch.diag_embed(1.0 - D)
+        self.L, info = torch.linalg.cholesky_ex(S)
+        self.bad = (info != 0) | ~finite_over(self.L, self.L.dim() - 2)
+
+    @property
+    def shape(self):
+        return self.L.shape
+
+    def _times_H(self, v):
+        return torch.matmul(v.unsqueeze(-2), self.H.transpose(-1, -2)).squeeze(-2)
+
+    def _solve_S(self, b):
+        return torch.cholesky_solve(b.unsqueeze(-1), self.L).squeeze(-1)
+
+    def solve(self, b: torch.Tensor, transpose: bool) -> tuple[torch.Tensor, torch.Tensor]:
+        """(y, singular): J'y = b (transpose) or J y = b, b (*batch, n)."""
+        D = self.D
+        if transpose:
+            u = self._solve_S(D * b)
+            y = u + (1.0 - D) * (b - self._times_H(u))
+        else:
+            a = (1.0 - D) * b
+            y = a + self._solve_S(D * (b - self._times_H(a)))
+        bad = self.bad | ~finite_over(y, y.dim() - 1)
+        singular = torch.zeros_like(bad)
+        if bool(bad.any()):
+            H = self.H.expand(D.shape + D.shape[-1:])[bad]
+            J = torch.eye(D.shape[-1], dtype=D.dtype, device=D.device) - D[bad].unsqueeze(-1) * (
+                torch.eye(D.shape[-1], dtype=D.dtype, device=D.device) - H)
+            y = y.clone()
+            y[bad], singular[bad] = solve(J.transpose(-1, -2) if transpose else J, b[bad])
+        return y, singular
+
+
 def solve_spd(A: torch.Tensor, b: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     """`solve` for a matrix known to be symmetric positive semidefinite (a convex objective's Hessian):
     Cholesky, half the work of LU; the elements it cannot factor (singular, not finite) take `solve`."""

@@ -40,6 +40,7 @@ class Context:
         self.index = torch.arange(prob.batch[0], device=prob.device)  # the instances still in the batch
         self.results = None  # the full batch's results, where compaction has stored some
         self.factor = None  # a constant Jacobian's Cholesky factor for the backward (keep_factor)
+        self.hessian = None  # a quadratic's constant Hessian for the backward (keep_hessian)
         for name, value in flags.items():
             setattr(self, name, value)
 
@@ -99,6 +100,14 @@ def keep_factor(chol, factored, ctx):
     if bool(factored.all()):
         ctx.factor = chol
     return chol
+
+
+def keep_hessian(H, quadratic, ctx):
+    """Keep a quadratic's constant Hessian for the implicit solves (`linalg.FreeSetSystem`, where the prox's
+    Jacobian is a 0/1 mask), where every instance's is finite; returns H. Called before the loop."""
+    if ctx.DIAGONAL and bool(quadratic.all()):
+        ctx.hessian = H
+    return H
 
 
 def finish(results, ctx):
@@ -217,14 +226,14 @@ def times(A, v):
     would copy A once per instance)."""
     if A.dim() == 2:
         return v @ A.transpose(-1, -2)
-    return (A @ v.unsqueeze(-1)).squeeze(-1)
+    return (v.unsqueeze(-2) @ A.transpose(-1, -2)).squeeze(-2)  # v as a row: as support.matvec
 
 
 def transpose_times(A, v):
     """A' v per instance."""
     if A.dim() == 2:
         return v @ A
-    return (A.transpose(-1, -2) @ v.unsqueeze(-1)).squeeze(-1)
+    return (v.unsqueeze(-2) @ A).squeeze(-2)
 
 
 def row_amax_abs(A):

@@ -48,6 +48,10 @@ class SolveResult:
     # quadratic's Hessian) and every element factored: the backward solves with it instead of
     # building and factoring the same matrix again.
     factor: torch.Tensor | None = None
+    # A quadratic's constant Hessian (*batch, n, n), or (n, n) for the whole batch, where FISTA built it
+    # and the prox's Jacobian is a 0/1 mask (boxes, norm1): dF/dx = (I - D) + D H, which the backward
+    # solves on the free set (linalg.FreeSetSystem) instead of building it from n JVPs and LU.
+    hessian: torch.Tensor | None = None
     # What the backend's helpers kept from the forward for this call's backward (the PyTorch
     # backend's simplex_tau memo); never read by the solvers.
     memo: object = None
