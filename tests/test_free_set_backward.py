@@ -99,3 +99,16 @@ def test_free_set_system_solves_the_dense_system_and_falls_back_where_singular(t
     assert torch.allclose(y, expected, rtol=1e-9, atol=1e-9)
     # the singular element's answer is least squares (minimum norm), not Cholesky's garbage
     assert torch.isfinite(y).all()
+
+
+def test_free_set_system_expands_for_more_batch_dims():
+    """A vmapped tangent's batch dims in front (runtime.function's second-order forward mode) reuse the factor."""
+    g = torch.Generator().manual_seed(4)
+    M = torch.randn(3, 7, 4, generator=g, dtype=F64)
+    H, D = M.transpose(-1, -2) @ M, torch.tensor([[1, 0, 1, 1], [0, 0, 0, 0], [1, 1, 1, 1]], dtype=F64)
+    b = torch.randn(5, 3, 4, generator=g, dtype=F64)
+    wide = FreeSetSystem(H, D).expand((5, 3, 4, 4))
+    for transpose in (True, False):
+        y, _ = wide.solve(b, transpose)
+        J = _dense(H, D).expand(5, 3, 4, 4)
+        assert torch.allclose(y, torch.linalg.solve(J.transpose(-1, -2) if transpose else J, b), atol=1e-10)

@@ -97,6 +97,11 @@ class CholeskyFactor:
         return torch.cholesky_solve(b.unsqueeze(-1), self.L).squeeze(-1)
 
 
+def free_system(H: torch.Tensor, D: torch.Tensor) -> torch.Tensor:
+    """D H D + (I - D), D a 0/1 mask: H on the free set, the identity off it (SPD where H is)."""
+    return D.unsqueeze(-1) * H * D.unsqueeze(-2) + torch.diag_embed(1.0 - D)
+
+
 class FreeSetSystem:
     """dF/dx = (I - D) + D H of a proximal-gradient fixed point F = x - prox(x - grad f(x)) whose prox
     Jacobian D is a 0/1 mask (boxes, norm1) and whose f has the constant Hessian H: what the direct
@@ -107,15 +112,20 @@ class FreeSetSystem:
     the free set: more free coordinates than data) take `solve` of the dense J, least squares where
     it is singular, as they would without this."""
 
-    def __init__(self, H: torch.Tensor, D: torch.Tensor):
+    def __init__(self, H: torch.Tensor, D: torch.Tensor, factored=None):
         self.H, self.D = H, D
-        S = D.unsqueeze(-1) * H * D.unsqueeze(-2) + torch.diag_embed(1.0 - D)
-        self.L, info = torch.linalg.cholesky_ex(S)
-        self.bad = (info != 0) | ~finite_over(self.L, self.L.dim() - 2)
+        if factored is None:
+            L, info = torch.linalg.cholesky_ex(free_system(H, D))
+            factored = L, (info != 0) | ~finite_over(L, L.dim() - 2)
+        self.L, self.bad = factored
 
     @property
     def shape(self):
         return self.L.shape
+
+    def expand(self, shape) -> "FreeSetSystem":
+        """The same system for more batch dims in front (a vmapped tangent's), factored once."""
+        return FreeSetSystem(self.H, self.D.expand(shape[:-1]), (self.L.expand(shape), self.bad.expand(shape[:-2])))
 
     def _times_H(self, v):
         return torch.matmul(v.unsqueeze(-2), self.H.transpose(-1, -2)).squeeze(-2)

@@ -248,7 +248,7 @@ def rows_times(d, A):
 
 def free_system(H, D, ctx):
     """D H D + (I - D), D a 0/1 mask: H on the free set, the identity off it."""
-    return D.unsqueeze(-1) * H * D.unsqueeze(-2) + torch.diag_embed(1.0 - D)
+    return linalg.free_system(H, D)
 
 
 def all_finite_matrix(A):
