@@ -122,7 +122,7 @@ class Plan:
         return cached
 
     def __getstate__(self):
-        return {k: v for k, v in self.__dict__.items() if k != "_hash"}
+        return {k: v for k, v in self.__dict__.items() if k not in ("_hash", "_by_name")}
 
     @property
     def var(self):
@@ -134,7 +134,12 @@ class Plan:
         return tuple(b for b in self.state if b.kind != "var")
 
     def function(self, name: str) -> Function | None:
-        return next((f for f in self.functions if f.name == name), None)
+        # Looked up about 15 times a call: a dict built once, like the hash.
+        by_name = self.__dict__.get("_by_name")
+        if by_name is None:
+            by_name = {f.name: f for f in reversed(self.functions)}  # the first of a name, as a search finds
+            object.__setattr__(self, "_by_name", by_name)
+        return by_name.get(name)
 
     @property
     def identity_jacobian(self) -> bool:

@@ -7,6 +7,7 @@ itself on a nontrivial H is svm's, which test_classes and test_transforms run un
 from __future__ import annotations
 
 import numpy as np
+import pytest
 import torch
 from hypothesis import given, settings, strategies as st
 
@@ -109,6 +110,32 @@ def test_the_simplex_threshold_reuses_only_a_bitwise_equal_input_within_a_scope(
         assert simplex_tau(z.clone(), (-1,)) is kept
     with memo_scope():
         assert simplex_tau(z.clone(), (-1,)) is not kept
+
+
+def test_the_simplex_threshold_matches_the_same_memory_without_a_pass_and_sees_writes(monkeypatch):
+    """The memo holds its input itself, not a copy: a tensor over the same memory (the backward's
+    detached params) is matched without comparing values, until a write in place bumps the version
+    counter; an inference tensor counts no versions, so a copy is kept and compared by value."""
+    from optlang.backends.torch import support
+
+    z = torch.randn(4, 9, dtype=torch.float64, generator=torch.Generator().manual_seed(5))
+    with support.memo_scope():
+        first = support.simplex_tau(z, (-1,))
+        with monkeypatch.context() as patch:
+            patch.setattr(support.torch, "equal", lambda a, b: pytest.fail("compared values"))
+            assert support.simplex_tau(z.detach(), (-1,)) is first
+        z[1, z[1].argmax()] -= 0.5  # a write in place: the same memory, other values
+        again = support.simplex_tau(z.detach(), (-1,))
+        assert again is not first
+        torch.testing.assert_close(again, support._newton_tau(z, (-1,)), rtol=0, atol=0)
+    with torch.inference_mode():
+        frozen = z.clone()
+    with support.memo_scope(), torch.inference_mode():
+        first = support.simplex_tau(frozen, (-1,))
+        assert support.simplex_tau(frozen.clone(), (-1,)) is first
+        frozen[0, frozen[0].argmax()] += 1.0  # no version counter to see this: the kept copy differs
+        torch.testing.assert_close(support.simplex_tau(frozen, (-1,)), support._newton_tau(frozen, (-1,)),
+                                   rtol=0, atol=0)
 
 
 def test_a_sparsemax_call_finds_the_threshold_once_and_the_next_call_again(monkeypatch):

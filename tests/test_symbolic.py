@@ -146,3 +146,20 @@ def test_equal_terms_cancel_and_a_negated_term_is_one_op():
     assert A.sub(x, x).shape == ("n",)
     assert A.sub(x, A.sub(v, x)) != v  # x - (v - x) = 2x - v: not a cancellation
     assert A.sub(A.mul(A.const(2.0), x), x) != x  # only structurally equal terms cancel
+
+
+def test_a_step_of_a_difference_is_a_comparison_and_small_factors_multiply_first():
+    """step(a - b) is written gt(a, b) (one op, equal in IEEE arithmetic, NaN included), and (y / s) t,
+    (y s) t with s, t broadcast along y's rows as y (t / s), y (s t): one full-size op instead of two
+    (sparsemax's backward). A full-size or constant factor keeps the usual form."""
+    y, w = (Input("var", name, ("n", "m")) for name in ("y", "w"))
+    s, t = (Input("param", name, ("n", 1)) for name in ("s", "t"))
+    assert A.ew("step", A.sub(y, w)) == A.ew("gt", y, w)
+    assert A.mul(A.div(y, s), t) == A.mul(y, A.div(t, s)) and A.mul(t, A.div(y, s)) == A.mul(y, A.div(t, s))
+    assert A.mul(A.mul(y, s), t) == A.mul(y, A.mul(s, t)) and A.mul(A.mul(s, y), t) == A.mul(y, A.mul(s, t))
+    for kept in (A.mul(A.div(y, s), w), A.mul(A.div(y, w), t)):  # full-size factors: as written
+        assert kept.op == "mul" and kept.args[0].op == "div"
+    assert A.mul(A.div(y, s), A.const(2.0)).args[0] == A.const(2.0)  # a constant goes to the front
+    values = torch.tensor([-1.0, 0.0, 1.0, float("inf"), float("nan"), 5e-324])
+    a, b = torch.meshgrid(values, values, indexing="ij")
+    torch.testing.assert_close(((a - b) > 0).double(), (a > b).double(), rtol=0, atol=0)

@@ -35,6 +35,7 @@ BINARY = {
     "minimum": "torch.minimum({a}, {b})",
     "ge": "mask({a} >= {b}, {t})",
     "le": "mask({a} <= {b}, {t})",
+    "gt": "mask({a} > {b}, {t})",
 }
 PY_ARITH = ("add", "sub", "mul", "div", "pow")
 REDUCE = {

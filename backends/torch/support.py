@@ -97,7 +97,10 @@ def mask(cond, like):
 
 
 class TauMemo:
-    """simplex_tau's last value: (a copy of z, dims, tau), or None."""
+    """simplex_tau's last value: (z, z's version counter then or None, dims, tau), or None.
+
+    z is the tensor itself, not a copy: an in-place write to it bumps its version counter, and the
+    value is then not given again. An inference-mode tensor counts no versions: a copy is kept."""
 
     last = None
 
@@ -131,7 +134,8 @@ def simplex_tau(z, dims: tuple):
     """The threshold tau with sum(relu(z - tau)) == 1 over `dims` (negative, declared dims).
 
     A plain tensor takes Newton's steps (`_newton_tau`, no sort), and inside a `memo_scope` the
-    value for an input bitwise equal to the last one is the last value (a comparison costs O(n)).
+    value for an input bitwise equal to the last one is the last value (a comparison costs O(n);
+    for the same memory, unwritten since, none).
     A tensor that some derivative follows (autograd, forward AD, a torch.func transform) takes the
     sorting formula instead: branch-free, so autograd differentiates it (d tau/dz = s / |S|) and
     vmap batches it, where the steps stop on the data. Both find the same threshold, to rounding.
@@ -140,13 +144,28 @@ def simplex_tau(z, dims: tuple):
         return _sorted_tau(z, dims)
     memo = _current.memo
     last = None if memo is None else memo.last
-    if last is not None and last[1] == dims and last[0].shape == z.shape \
-            and last[0].dtype == z.dtype and last[0].device == z.device and torch.equal(last[0], z):
-        return last[2]
+    if last is not None:
+        held, version, held_dims, tau = last
+        if held_dims == dims and held.shape == z.shape and held.dtype == z.dtype and held.device == z.device \
+                and (version is None or held._version == version):
+            if version is not None and _same_memory(held, z):  # the backward's params: no pass over them
+                return tau
+            if torch.equal(held, z):
+                _remember(memo, z, dims, tau)  # the params, after the prox's own copy of them
+                return tau
     tau = _newton_tau(z, dims)
     if memo is not None:
-        memo.last = (z.clone(), dims, tau)
+        _remember(memo, z, dims, tau)
     return tau
+
+
+def _remember(memo: TauMemo, z, dims: tuple, tau) -> None:
+    memo.last = (z.clone(), None, dims, tau) if z.is_inference() else (z, z._version, dims, tau)
+
+
+def _same_memory(a, b) -> bool:
+    """Whether a and b read the same elements of the same memory (b a detached view of a, say)."""
+    return a.data_ptr() == b.data_ptr() and a.stride() == b.stride()
 
 
 def _followed(z) -> bool:

@@ -36,7 +36,7 @@ UNARY = {
 BINARY = {
     "add": "{a} + {b}", "sub": "{a} - {b}", "mul": "{a} * {b}", "div": "{a} / {b}", "pow": "pow_({a}, {b})",
     "maximum": "tl.maximum({a}, {b})", "minimum": "tl.minimum({a}, {b})",
-    "ge": "({a} >= {b}).to(DTYPE)", "le": "({a} <= {b}).to(DTYPE)",
+    "ge": "({a} >= {b}).to(DTYPE)", "le": "({a} <= {b}).to(DTYPE)", "gt": "({a} > {b}).to(DTYPE)",
 }
 # Constant exponents that torch.pow computes exactly by products or sqrt.
 POWERS = {1.0: "{a}", 2.0: "{a} * {a}", 3.0: "{a} * {a} * {a}", 0.5: "tl.sqrt({a})", -1.0: "1.0 / {a}"}

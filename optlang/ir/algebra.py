@@ -114,6 +114,22 @@ def _is_op(e: Expr, op: str) -> bool:
     return isinstance(e, Elementwise) and e.op == op
 
 
+def _small_factors_first(a: Expr, b: Expr, shape) -> Expr | None:
+    """(y / s) t and (y s) t as y (t / s) and y (s t) where s and t are arrays broadcast along dims
+    that y fills: one full-size product instead of two. Derivatives make these (sparsemax's backward
+    scales its support by sum(u s) / |S|, both per row); on a batch of large rows each full-size op
+    is a pass over memory. Constants are left to `_mul`, which gathers them to the front."""
+    for big, t in ((a, b), (b, a)):
+        if not (isinstance(big, Elementwise) and big.op in ("mul", "div") and big.shape == shape):
+            continue
+        pairs = [big.args] if big.op == "div" else [big.args, big.args[::-1]]
+        for y, s in pairs:
+            if y.shape != shape or isinstance(s, Const) or isinstance(t, Const) or _bshape(s, t) == shape:
+                continue
+            return ew("mul", y, ew("div", t, s) if big.op == "div" else ew("mul", s, t))
+    return None
+
+
 # Cancellation of equal terms. Derivatives produce them all the time: the proximal-gradient
 # point x - grad f is x - (x - v) for f = 0.5|x - v|^2 (so v, exactly), and a Jacobian of
 # x - prox(...) applied to a direction carries v + -v where the prox's argument does not move
@@ -191,6 +207,9 @@ def ew(op: str, *args: Expr) -> Expr:
             return broadcast_to(ew("negate", b), shape)
         if is_value(b, -1.0):
             return broadcast_to(ew("negate", a), shape)
+        reassociated = _small_factors_first(a, b, shape)
+        if reassociated is not None:
+            return reassociated
         gathered = _mul(a, b, shape)
         if gathered is not None:
             return gathered
@@ -200,6 +219,8 @@ def ew(op: str, *args: Expr) -> Expr:
             return zeros(shape)
         if is_value(b, 1.0):
             return broadcast_to(a, shape)
+    elif op == "step" and _is_op(args[0], "sub"):
+        return ew("gt", *args[0].args)  # a - b > 0 exactly where a > b (IEEE, NaN included): one op less
     elif op == "negate":
         (a,) = args
         if is_zero(a):
@@ -218,7 +239,7 @@ def ew(op: str, *args: Expr) -> Expr:
 
 
 FOLDABLE = ("add", "sub", "mul", "div", "pow", "negate", "exp", "log", "sqrt", "square", "sin", "cos", "tanh",
-            "abs", "sigmoid", "softplus", "relu", "relu2", "sign", "step", "maximum", "minimum", "ge", "le")
+            "abs", "sigmoid", "softplus", "relu", "relu2", "sign", "step", "maximum", "minimum", "ge", "le", "gt")
 
 
 def _fold(op: str, vals: list) -> float | None:
@@ -232,7 +253,7 @@ def _fold(op: str, vals: list) -> float | None:
             "sigmoid": lambda a: 1.0 / (1.0 + math.exp(-a)), "softplus": lambda a: math.log1p(math.exp(a)),
             "relu": lambda a: max(a, 0.0), "relu2": lambda a: max(a, 0.0) ** 2, "sign": lambda a: float((a > 0) - (a < 0)),
             "step": lambda a: float(a > 0), "maximum": max, "minimum": min,
-            "ge": lambda a, b: float(a >= b), "le": lambda a, b: float(a <= b),
+            "ge": lambda a, b: float(a >= b), "le": lambda a, b: float(a <= b), "gt": lambda a, b: float(a > b),
         }
         if op not in table:
             return None

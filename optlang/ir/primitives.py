@@ -114,6 +114,7 @@ _add("maximum", 2, False, lambda a, b: sp.Max(a, b), _maximum_rule)
 _add("minimum", 2, False, lambda a, b: sp.Min(a, b), _minimum_rule)
 _add("ge", 2, False, lambda a, b: sp.Piecewise((1, a >= b), (0, True)), _zero_rule)  # 1.0 where a >= b
 _add("le", 2, False, lambda a, b: sp.Piecewise((1, a <= b), (0, True)), _zero_rule)  # 1.0 where a <= b
+_add("gt", 2, False, lambda a, b: sp.Piecewise((1, a > b), (0, True)), _zero_rule)  # 1.0 where a > b: step(a - b)
 
 # Reductions: name -> smooth. Their derivative rules live in passes/derivatives.
 REDUCTIONS = {

@@ -3,7 +3,7 @@
 `format_expr` writes an expression in the `.opt` language's own infix syntax
 (its precedence, so the text parses back to the same value) extended with the
 IR's internal nodes (`broadcast`, `sum_to`, `expand_dims`, the derivative
-primitives `sign`, `step`, `ge`, `le`). `print_problem` is `optlang ir`.
+primitives `sign`, `step`, `ge`, `le`, `gt`). `print_problem` is `optlang ir`.
 Everything here is deterministic: declaration order, then post-order.
 """
 from __future__ import annotations
