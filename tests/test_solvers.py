@@ -319,6 +319,21 @@ def test_solve_spd_matches_lu_and_hands_what_it_cannot_factor_to_it(seed, batch,
     assert torch.isfinite(x).all()
 
 
+@given(seed=seeds, batch=st.sampled_from([(), (1,), (6,), (2, 3)]), n=st.sampled_from([1, 5, 23, 24, 40]),
+       columns=st.integers(1, 3), dtype=st.sampled_from([torch.float64, torch.float32]),
+       shared=st.booleans())
+def test_cholesky_solve_gives_torchs_numbers_on_either_side_of_its_switch(seed, batch, n, columns, dtype, shared):
+    """linalg.cholesky_solve, two triangular solves from TRIANGULAR_SOLVES_FROM rows on the CPU, gives
+    torch.cholesky_solve's numbers bitwise, for a factor per element or one broadcast to the batch."""
+    from optlang.solvers import linalg
+
+    g = torch.Generator().manual_seed(seed)
+    M = torch.randn(((1,) if shared and batch else batch) + (n, n), generator=g, dtype=dtype)
+    L = torch.linalg.cholesky(M @ M.transpose(-1, -2) + n * torch.eye(n, dtype=dtype))
+    b = torch.randn(batch + (n, columns), generator=g, dtype=dtype)
+    assert torch.equal(linalg.cholesky_solve(b, L), torch.cholesky_solve(b, L))
+
+
 @given(seed=seeds, batch=st.sampled_from([(1,), (5,), (2, 3)]), n=st.integers(1, 9), start=st.integers(0, 3),
        dtype=st.sampled_from([torch.float64, torch.float32]),
        planted=st.lists(st.sampled_from(["inf", "-inf", "nan", "huge", "-huge", "inf-inf"]), max_size=4))

@@ -226,6 +226,9 @@ def times(A, v):
     would copy A once per instance)."""
     if A.dim() == 2:
         return v @ A.transpose(-1, -2)
+    if A.dim() == 3 and v.dim() == 2 and A.shape[0] == v.shape[0]:
+        # The solvers' flat batch: bmm itself, without the six small ops matmul adds around it.
+        return torch.bmm(v.unsqueeze(1), A.transpose(1, 2)).squeeze(1)
     return (v.unsqueeze(-2) @ A.transpose(-1, -2)).squeeze(-2)  # v as a row: as support.matvec
 
 
@@ -233,6 +236,8 @@ def transpose_times(A, v):
     """A' v per instance."""
     if A.dim() == 2:
         return v @ A
+    if A.dim() == 3 and v.dim() == 2 and A.shape[0] == v.shape[0]:
+        return torch.bmm(v.unsqueeze(1), A).squeeze(1)
     return (v.unsqueeze(-2) @ A).squeeze(-2)
 
 
@@ -291,7 +296,7 @@ def cholesky(A, ctx):
 
 
 def cholesky_solve(L, b, ctx):
-    return torch.cholesky_solve(b.unsqueeze(-1), L).squeeze(-1)
+    return linalg.cholesky_solve(b.unsqueeze(-1), L).squeeze(-1)
 
 
 # -- the problem's functions on the flat state -----------------------------------------

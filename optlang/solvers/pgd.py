@@ -90,9 +90,11 @@ def fista_solve(x0, tol, max_iter, accelerate, ctx):
     if ctx.IDENTITY_HESSIAN:
         # f = |x|^2 / 2 + terms linear in x: x - grad f(x) is the same point for every x, and one
         # proximal step at step 1 from anywhere is the minimizer (sparsemax, a projection, a prox).
-        # A FISTA or Newton step from it would land on it again, so none is taken (an instance that
-        # rounding left short of the tolerance reports so), and the kernel holds no n x n Hessian.
-        x = prox_flat(x0 - gradient_flat(x0, ctx), 1.0 + zero, ctx)
+        # The residual x - prox(x - grad f(x), 1) takes that step, on the point as derived (x - (x - v)
+        # is v there, no pass), so the minimizer is x0 - F(x0): exactly the prox of that point from
+        # x0 = 0. A FISTA or Newton step from it would land on it again, so none is taken (an instance
+        # that rounding left short of the tolerance reports so), and the kernel holds no n x n Hessian.
+        x = x0 - residual_flat(x0, ctx)
         F = residual_flat(x, ctx)
         res = relative_residual(F, amax_abs(F))
         done = res <= tol
