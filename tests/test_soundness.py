@@ -104,6 +104,28 @@ def test_psd_check_accepts_psd_and_names_the_indefinite_element(seed, n, batch):
         QP.solve(Q=torch.tensor(Q), c=torch.tensor(c))
 
 
+@settings(max_examples=10, deadline=None)
+@given(seed=SEEDS, n=st.integers(2, 6))
+def test_psd_check_draws_its_line_at_the_tolerance(seed, n):
+    """The check passes a matrix by its Cholesky factor with tol I added: a least eigenvalue of -tol/2
+    passes, -2 tol is refused (tol = 1e-10 max(1, max |Q|) n in float64), as the eigenvalues say."""
+    rng = np.random.default_rng(seed)
+    V, _ = np.linalg.qr(rng.standard_normal((n, n)))
+    w = rng.uniform(0.5, 2.0, n)
+    for factor, passes in ((-0.5, True), (-2.0, False)):
+        w[0] = 0.0
+        tol = 1e-10 * max(1.0, float(np.abs((V * w) @ V.T).max())) * n
+        w[0] = factor * tol
+        Q = (V * w) @ V.T
+        Q = 0.5 * (Q + Q.T)
+        c = torch.tensor(rng.standard_normal(n))
+        if passes:
+            QP.solve(Q=torch.tensor(Q), c=c, warn=False)  # passed the check (the solve may run off: not PSD)
+        else:
+            with pytest.raises(CallError, match="negative eigenvalue"):
+                QP.solve(Q=torch.tensor(Q), c=c)
+
+
 # -- solvers stay in their domain; failures stay with their element ----------------------------------
 def _softmax_vjp(x, g):
     return x * (g - (x * g).sum(-1, keepdim=True))

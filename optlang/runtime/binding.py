@@ -154,9 +154,15 @@ def check_domains(plan, params: dict) -> None:
 
 
 def _check_psd(name: str, t, tol: float) -> None:
-    """Every matrix's least eigenvalue is at least -tol (a batched symmetric eigensolve: O(n^3) per
-    matrix, the cost of one factorization, paid once per call)."""
-    least = torch.linalg.eigvalsh(0.5 * (t + t.transpose(-1, -2)))[..., 0]
+    """Every matrix's least eigenvalue is at least -tol: where t + tol I has a Cholesky factor, it is
+    (to rounding: n eps |t|, far below tol). That costs a tenth of the eigensolve on the CPU (a batch of
+    128 32 x 32 matrices: 0.4 ms against 4.3, paid on every call); the eigenvalues are computed only
+    where some matrix does not factor, for the decision and the message."""
+    symmetric = 0.5 * (t + t.transpose(-1, -2))
+    _, info = torch.linalg.cholesky_ex(symmetric + tol * torch.eye(t.shape[-1], dtype=t.dtype, device=t.device))
+    if not bool(info.any()):
+        return
+    least = torch.linalg.eigvalsh(symmetric)[..., 0]
     if bool((least < -tol).any()):
         idx = tuple(int(i) for i in (least < -tol).nonzero()[0])
         where = f" at batch index {idx}" if idx else ""
