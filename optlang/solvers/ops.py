@@ -453,13 +453,19 @@ def eliminate(H, Jg, Jh, s, lam, going, ctx):
     n, p = H.shape[-1], Jh.shape[-2]
     delta = torch.finfo(H.dtype).eps ** (2 / 3)
     eye_n = torch.eye(n, dtype=H.dtype, device=H.device)
-    Kx = H + Jg.transpose(-1, -2) @ ((lam / s).unsqueeze(-1) * Jg) + delta * eye_n
-    Kx = _Factored(torch.where(going.unsqueeze(-1), Kx, eye_n))
+    everyone = bool(going.all())  # then no instance's matrix is replaced
+    weighted = (lam / s).unsqueeze(-1) * Jg
+    if Jg.dim() == 3:  # (H + d I) + Jg' diag(lam / s) Jg in one product
+        Kx = torch.baddbmm(H + delta * eye_n, Jg.transpose(1, 2), weighted)
+    else:
+        Kx = H + Jg.transpose(-1, -2) @ weighted + delta * eye_n
+    Kx = _Factored(Kx if everyone else torch.where(going.unsqueeze(-1), Kx, eye_n))
     if p == 0:
         return Kx, None, None
     Z = Kx(Jh.transpose(-1, -2))
     eye_p = torch.eye(p, dtype=H.dtype, device=H.device)
-    return Kx, Z, _Factored(torch.where(going.unsqueeze(-1), Jh @ Z + delta * eye_p, eye_p))
+    S = Jh @ Z + delta * eye_p
+    return Kx, Z, _Factored(S if everyone else torch.where(going.unsqueeze(-1), S, eye_p))
 
 
 def system_times(K, v, ctx):
