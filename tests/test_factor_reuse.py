@@ -5,6 +5,8 @@ same system gives (the path taken without a factor), and the factor must only be
 element of the batch factored."""
 from __future__ import annotations
 
+import warnings
+
 import pytest
 import torch
 from hypothesis import given, settings, strategies as st
@@ -83,3 +85,23 @@ def test_an_explicit_krylov_backward_does_not_take_the_factor(backward, monkeypa
                   lam=torch.tensor(0.5, dtype=torch.float64, requires_grad=True))
     RIDGE.solve(**leaves, backward=backward).w.sum().backward()
     assert seen == [backward]
+
+
+@pytest.mark.parametrize("lam, singular", [(1e-3, False), (1e-15, True)])
+def test_a_factor_singular_to_working_precision_takes_least_squares_and_warns(lam, singular):
+    """The forward factors X'X + lam I of a rank-one X: at lam = 1e-15 (condition 3e16) Cholesky succeeds
+    with pivots of rounding's size, and the backward used to solve with that factor silently. It now
+    warns and takes the least-squares (minimum-norm) solution, which is the well-posed limit lam -> 0;
+    at lam = 1e-3 it solves with the factor, as the closed form does."""
+    g = torch.Generator().manual_seed(0)
+    X = torch.randn(8, 1, generator=g, dtype=torch.float64) @ torch.randn(1, 5, generator=g, dtype=torch.float64)
+    y = torch.randn(8, generator=g, dtype=torch.float64, requires_grad=True)
+    sol = RIDGE.solve(X=X, y=y, lam=torch.tensor(lam, dtype=torch.float64))
+    assert sol.stats.all_converged
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        (grad,) = torch.autograd.grad(sol.w.sum(), y)
+    assert any("singular Jacobian" in str(w.message) for w in caught) == singular
+    H = X.T @ X + (0.0 if singular else lam) * torch.eye(5, dtype=torch.float64)
+    want = X @ (torch.linalg.pinv(H) @ torch.ones(5, dtype=torch.float64))  # d sum(w) / dy = X H^+ 1
+    torch.testing.assert_close(grad, want, rtol=1e-6, atol=1e-8)

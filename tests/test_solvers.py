@@ -319,6 +319,36 @@ def test_solve_spd_matches_lu_and_hands_what_it_cannot_factor_to_it(seed, batch,
     assert torch.isfinite(x).all()
 
 
+@given(seed=seeds, n=st.integers(3, 30), scale=st.sampled_from([1.0, 1e-20, 1e15]), spd=st.booleans())
+def test_a_precise_solve_flags_what_is_singular_to_working_precision_and_not_a_bad_scale(seed, n, scale, spd):
+    """solve/solve_spd with `precise` (the backward's): an element of rank n - 1 up to a singular value
+    of 1e-18 relative factors without an error, and plain LU hands back rounding amplified past 1/eps;
+    it is flagged and gets the least-squares (minimum-norm) solution. Well-conditioned elements whose
+    rows (LU) or rows and columns (Cholesky) are scaled by 1e-20 or 1e15 are not flagged: the check
+    looks at the pivots of the equilibrated matrix."""
+    from optlang.solvers.linalg import solve, solve_spd
+
+    g = torch.Generator().manual_seed(seed)
+    U, _ = torch.linalg.qr(torch.randn(3, n, n, generator=g, dtype=F64))
+    V = U if spd else torch.linalg.qr(torch.randn(3, n, n, generator=g, dtype=F64))[0]
+    s = torch.rand(3, n, generator=g, dtype=F64) + 0.5
+    s[1, -1] = 1e-18
+    A = U @ torch.diag_embed(s) @ V.transpose(-1, -2)
+    if spd:
+        A = 0.5 * (A + A.transpose(-1, -2))
+    d = torch.logspace(0, math.log10(scale), n, dtype=F64)  # element 2: badly scaled, well conditioned
+    A[2] = d[:, None] * A[2] * d[None, :] if spd else d[:, None] * A[2]
+    b = torch.randn(3, n, generator=g, dtype=F64)
+    x, singular = (solve_spd if spd else solve)(A, b, precise=True)
+    assert singular.tolist() == [False, True, False]
+    assert torch.allclose(x[1], torch.linalg.pinv(A[1]) @ b[1], rtol=1e-8, atol=1e-8)
+    for i in (0, 2):
+        residual = (A[i] @ x[i] - b[i]).abs().max() / (A[i].abs().max() * x[i].abs().max() + b[i].abs().max())
+        assert residual < 1e-12
+    plain, plain_singular = (solve_spd if spd else solve)(A, b)
+    assert not plain_singular[1]  # what the check is for: the factorization alone does not see it
+
+
 @given(seed=seeds, batch=st.sampled_from([(), (1,), (6,), (2, 3)]), n=st.sampled_from([1, 5, 23, 24, 40]),
        columns=st.integers(1, 3), dtype=st.sampled_from([torch.float64, torch.float32]),
        shared=st.booleans())

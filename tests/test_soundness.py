@@ -126,6 +126,25 @@ def test_psd_check_draws_its_line_at_the_tolerance(seed, n):
                 QP.solve(Q=torch.tensor(Q), c=c)
 
 
+def test_a_jacobian_singular_to_working_precision_is_warned_about_not_solved_silently():
+    """The Crammer-Singer dual with one feature and random labels: its Hessian has rank k = 5 of 60, and
+    at the solution dF/dx has a singular value of 1e-17 against 10 (the derivative is not unique). LU
+    factors it without an error; the direct backward used to return that number silently. It now says
+    so and takes the least-squares (minimum-norm) solution, as for an exactly singular Jacobian."""
+    from pathlib import Path
+
+    text = (Path(__file__).resolve().parent.parent / "examples" / "svm.opt").read_text()
+    layer = optlang.compile_string(text, backend="torch", backward="direct")
+    g = torch.Generator().manual_seed(0)
+    X = torch.randn(12, 1, generator=g, dtype=torch.float64, requires_grad=True)
+    Y = torch.nn.functional.one_hot(torch.randint(5, (12,), generator=g), 5).to(torch.float64)
+    sol = layer.solve(X=X, Y=Y, lam=torch.tensor(1.0, dtype=torch.float64))
+    assert sol.stats.all_converged
+    with pytest.warns(RuntimeWarning, match="singular Jacobian in the backward pass"):
+        (grad,) = torch.autograd.grad((sol.beta * torch.randn(12, 5, generator=g, dtype=torch.float64)).sum(), X)
+    assert torch.isfinite(grad).all()
+
+
 # -- solvers stay in their domain; failures stay with their element ----------------------------------
 def _softmax_vjp(x, g):
     return x * (g - (x * g).sum(-1, keepdim=True))

@@ -50,17 +50,17 @@ def _linear_solve(prob, x, b, method: str, tol: float, J, transpose: bool) -> to
     if prob.plan.identity_jacobian:  # dF/dx = I (a projection or prox of a point): nothing to solve
         return b.view_as(b)  # a view: autograd.Functions may not save an input returned as it is
     if method == "direct":
-        if isinstance(J, CholeskyFactor):
-            return J.solve(b)
-        if isinstance(J, FreeSetSystem):
-            y, singular = J.solve(b, transpose)
+        if isinstance(J, (CholeskyFactor, FreeSetSystem)):
+            y, singular = J.solve(b) if isinstance(J, CholeskyFactor) else J.solve(b, transpose)
             _warn(singular, f"singular Jacobian in {where}", "used the least-squares (minimum-norm) solution")
             return y
         J = prob.jacobian(x) if J is None else J
+        # `precise`: a Jacobian singular to working precision (a derivative that is not unique) factors
+        # without an error; it takes the least-squares solution and the warning, as a singular one does.
         if prob.plan.kind == "smooth" and not prob.plan.local:  # a convex f's Hessian: SPD, symmetric
-            y, singular = solve_spd(J, b)
+            y, singular = solve_spd(J, b, precise=True)
         else:
-            y, singular = solve(J.transpose(-1, -2) if transpose else J, b)
+            y, singular = solve(J.transpose(-1, -2) if transpose else J, b, precise=True)
         _warn(singular, f"singular Jacobian in {where}", "used the least-squares (minimum-norm) solution")
         return y
     if method == "cg":  # adjoint_cg.py, shared with the Triton backend

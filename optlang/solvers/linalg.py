@@ -42,6 +42,23 @@ def cholesky_solve(b: torch.Tensor, L: torch.Tensor) -> torch.Tensor:
     return torch.linalg.solve_triangular(L.transpose(-1, -2), y, upper=True)
 
 
+def _imprecise(pivots: torch.Tensor) -> torch.Tensor:
+    """Per element, from the absolute pivots of a factorization (*batch, n): whether the matrix is
+    singular to working precision, the smallest pivot at most n eps times the largest. That is
+    LAPACK's rcond < eps warning, with the condition number estimated by the pivots: an exactly or
+    numerically rank-deficient matrix (a derivative that is not unique) factors without an error, and
+    its solution is rounding amplified past 1 / eps, a number with no correct digits."""
+    largest = pivots.amax(-1)
+    return (pivots.amin(-1) <= pivots.shape[-1] * torch.finfo(pivots.dtype).eps * largest) | ~torch.isfinite(largest)
+
+
+def _scaled_pivots(A: torch.Tensor, L: torch.Tensor) -> torch.Tensor:
+    """The pivots of the Cholesky factorization of S A S, S = diag(A)^(-1/2) (unit diagonal: a scale-free
+    measure of A's conditioning, as `solve`'s row scaling), from A's own factor L: L_ii^2 / A_ii."""
+    diagonal = torch.diagonal(A, dim1=-2, dim2=-1)
+    return torch.diagonal(L, dim1=-2, dim2=-1).square() / diagonal.clamp(min=torch.finfo(A.dtype).tiny)
+
+
 def _finite_sum(*ts: torch.Tensor) -> bool:
     """Whether the sum of all entries of ts is finite (so each entry is): read back, as a bool."""
     total = ts[0].detach().sum()
@@ -57,7 +74,7 @@ def all_finite(t: torch.Tensor) -> bool:
     return bool(torch.isfinite(t).all())
 
 
-def solve(A: torch.Tensor, b: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+def solve(A: torch.Tensor, b: torch.Tensor, precise: bool = False) -> tuple[torch.Tensor, torch.Tensor]:
     """Solve A x = b per batch element; returns (x, singular mask).
 
     LU with partial pivoting first; elements whose factorization fails or
@@ -65,10 +82,29 @@ def solve(A: torch.Tensor, b: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]
     solution), and flagged so the caller can report them. An element whose
     A or b is itself non-finite has no solution to give: its x is 0 (finite,
     flagged), and it never reaches a factorization that would fail the batch.
+    `precise`: so are the elements singular to working precision (`_imprecise`),
+    which LU factors without an error (the implicit function theorem's solves).
     """
     if A.shape[:-2] != b.shape[:-1]:
         A, b = torch.broadcast_tensors(A, b.unsqueeze(-1))
         b = b[..., 0]
+    if precise:
+        # Rows scaled to a largest entry of 1 first (the same solutions): the pivots then measure A's
+        # conditioning, not its rows' scales (a free block of a tiny Hessian beside identity rows).
+        # The least squares below are of the system as given, as the general path's.
+        rows = 1.0 / A.abs().amax(-1).clamp(min=torch.finfo(A.dtype).tiny)
+        LU, pivots, info = torch.linalg.lu_factor_ex(A * rows.unsqueeze(-1))
+        x = torch.linalg.lu_solve(LU, pivots, (b * rows).unsqueeze(-1)).squeeze(-1)
+        finite = finite_over(A, A.dim() - 2) & finite_over(b, b.dim() - 1)
+        bad = (info != 0) | _imprecise(torch.diagonal(LU, dim1=-2, dim2=-1).abs()) | ~finite_over(x, x.dim() - 1)
+        if not bool(bad.any()):
+            return x, bad
+        x, flagged = solve(A, b)  # the general path takes the non-finite elements and those LU fails
+        near = bad & ~flagged & finite
+        if bool(near.any()):
+            x = x.clone()
+            x[near] = (torch.linalg.pinv(A[near]) @ b[near].unsqueeze(-1)).squeeze(-1)
+        return x, flagged | near
     if A.device.type == "cpu" and _finite_sum(A, b):
         # A and b are finite (their sum is finite exactly then, up to an overflow, which takes the
         # checks below), and the common case is settled in two more reads (free on the CPU): every
@@ -94,6 +130,17 @@ def solve(A: torch.Tensor, b: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]
     return x, bad | ~finite
 
 
+def singular_to_working_precision(pivots: torch.Tensor) -> torch.Tensor:
+    """Per element, from the absolute pivots of a factorization (*batch, n): whether the matrix is
+    singular to working precision, the smallest pivot at most n eps times the largest. That is
+    LAPACK's rcond < eps warning, with the condition number estimated by the pivots: an exactly or
+    numerically rank-deficient matrix (a derivative that is not unique) factors without an error,
+    and its solution is then rounding amplified past 1 / eps, a number with no correct digits."""
+    n = pivots.shape[-1]
+    largest = pivots.amax(-1)
+    return (pivots.amin(-1) <= n * torch.finfo(pivots.dtype).eps * largest) | ~torch.isfinite(largest)
+
+
 class CholeskyFactor:
     """dF/dx already factored (a convex quadratic's constant Hessian, factored by the forward Newton
     solve): what the direct linear solves take in place of the dense Jacobian. L is (*batch, n, n)
@@ -102,6 +149,9 @@ class CholeskyFactor:
 
     def __init__(self, L: torch.Tensor):
         self.L = L
+        # Singular to working precision (see `solve`'s `precise`): A_ii = |row i of L|^2 scales the pivots.
+        rows = L.square().sum(-1).clamp(min=torch.finfo(L.dtype).tiny)
+        self.imprecise = _imprecise(torch.diagonal(L, dim1=-2, dim2=-1).square() / rows)
 
     @property
     def shape(self):
@@ -110,8 +160,14 @@ class CholeskyFactor:
     def expand(self, shape) -> "CholeskyFactor":
         return CholeskyFactor(self.L.expand(shape))
 
-    def solve(self, b: torch.Tensor) -> torch.Tensor:
-        return cholesky_solve(b.unsqueeze(-1), self.L).squeeze(-1)
+    def solve(self, b: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """(y, singular): dF/dx y = b. Where the factor says dF/dx is singular to working precision (a
+        Hessian that Cholesky factored with pivots of rounding's size), `solve` of L L' with `precise`:
+        the least-squares solution, flagged."""
+        y = cholesky_solve(b.unsqueeze(-1), self.L).squeeze(-1)
+        if not bool(self.imprecise.any()):
+            return y, torch.zeros(y.shape[:-1], dtype=torch.bool, device=y.device)
+        return solve(self.L @ self.L.transpose(-1, -2), b, precise=True)
 
 
 def free_system(H: torch.Tensor, D: torch.Tensor) -> torch.Tensor:
@@ -132,8 +188,10 @@ class FreeSetSystem:
     def __init__(self, H: torch.Tensor, D: torch.Tensor, factored=None):
         self.H, self.D = H, D
         if factored is None:
-            L, info = torch.linalg.cholesky_ex(free_system(H, D))
-            factored = L, (info != 0) | ~finite_over(L, L.dim() - 2)
+            system = free_system(H, D)
+            L, info = torch.linalg.cholesky_ex(system)
+            imprecise = _imprecise(_scaled_pivots(system, L))  # see `solve`'s `precise`
+            factored = L, (info != 0) | ~finite_over(L, L.dim() - 2) | imprecise
         self.L, self.bad = factored
 
     @property
@@ -166,25 +224,29 @@ class FreeSetSystem:
             J = torch.eye(D.shape[-1], dtype=D.dtype, device=D.device) - D[bad].unsqueeze(-1) * (
                 torch.eye(D.shape[-1], dtype=D.dtype, device=D.device) - H)
             y = y.clone()
-            y[bad], singular[bad] = solve(J.transpose(-1, -2) if transpose else J, b[bad])
+            y[bad], singular[bad] = solve(J.transpose(-1, -2) if transpose else J, b[bad], precise=True)
         return y, singular
 
 
-def solve_spd(A: torch.Tensor, b: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+def solve_spd(A: torch.Tensor, b: torch.Tensor, precise: bool = False) -> tuple[torch.Tensor, torch.Tensor]:
     """`solve` for a matrix known to be symmetric positive semidefinite (a convex objective's Hessian):
-    Cholesky, half the work of LU; the elements it cannot factor (singular, not finite) take `solve`."""
+    Cholesky, half the work of LU; the elements it cannot factor (singular, not finite) take `solve`,
+    and with `precise` so do those singular to working precision (Cholesky's pivots are L_ii^2)."""
     if A.shape[:-2] != b.shape[:-1]:
         A, b = torch.broadcast_tensors(A, b.unsqueeze(-1))
         b = b[..., 0]
     L, info = torch.linalg.cholesky_ex(A)
     x = cholesky_solve(b.unsqueeze(-1), L).squeeze(-1)
-    if x.device.type == "cpu" and _finite_sum(x) and not bool(info.any()):
+    imprecise = _imprecise(_scaled_pivots(A, L)) if precise else None
+    if x.device.type == "cpu" and _finite_sum(x) and not bool(info.any()) \
+            and (imprecise is None or not bool(imprecise.any())):
         return x, torch.zeros(x.shape[:-1], dtype=torch.bool)  # as `solve`'s common case
     bad = (info != 0) | ~finite_over(x, x.dim() - 1)
+    bad = bad if imprecise is None else bad | imprecise
     singular = torch.zeros_like(bad)
     if bool(bad.any()):
         x = x.clone()
-        x[bad], singular[bad] = solve(A[bad], b[bad])
+        x[bad], singular[bad] = solve(A[bad], b[bad], precise)
     return x, singular
 
 
