@@ -507,6 +507,30 @@ def test_singular_backward_warns_and_skips_zero_pivots():
     assert torch.equal(c.grad, torch.zeros_like(c))
 
 
+@pytest.mark.parametrize("lam, singular", [(1e-3, False), (1e-15, True)])
+def test_a_backward_singular_to_working_precision_warns_like_torch(lam, singular):
+    """dF/dx = X'X + lam I of a rank-one X: at lam = 1e-15 (condition 3e16) elimination meets no zero
+    pivot, and the in-kernel direct backward returned a number with no correct digits silently. The
+    kernel's pivots, rows scaled to 1, now flag it as the PyTorch backend does; at lam = 1e-3 neither
+    warns and the gradients agree."""
+    model = optlang.compile_string("problem ridge\ndim n, d\nparam X[n, d], y[n]\nparam lam > 0\nvar w[d]\n"
+                                   "minimize 0.5 * sumsq(X @ w - y) + 0.5 * lam * sumsq(w)\n")
+    g = torch.Generator().manual_seed(0)
+    X = torch.randn(8, 1, generator=g, dtype=torch.float64) @ torch.randn(1, 5, generator=g, dtype=torch.float64)
+    grads = {}
+    for backend in ("triton", "torch"):
+        y = torch.randn(8, generator=torch.Generator().manual_seed(1), dtype=torch.float64, device=DEVICE)
+        y.requires_grad_(True)
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            w = model(X=X.to(DEVICE), y=y, lam=torch.tensor(lam, dtype=torch.float64, device=DEVICE),
+                      backend=backend)
+            (grads[backend],) = torch.autograd.grad(w.sum(), y)
+        assert any("singular Jacobian" in str(c.message) for c in caught) == singular, backend
+    if not singular:
+        assert_close(grads["triton"], grads["torch"])
+
+
 def test_user_names_cannot_collide_with_generated_ones():
     # Each generated name has a prefix of its own: p_X's pointer is ptr_p_X (not p_X_ptr,
     # which param X_ptr would own), and the var's flat tile is VAR_BLOCK (dim N owns BLOCK_N).

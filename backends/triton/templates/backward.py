@@ -13,6 +13,6 @@ def backward_direct_kernel(x_ptr, g_ptr, flag_ptr, __GRAD_SIG__, __KERNEL_SIG__,
     x = load_var(x_ptr + pid * N, __ARGS__)
     g = load_var(g_ptr + pid * N, __ARGS__)
     J = jacobian(x, __ARGS__)
-    w, singular = gauss_solve(tl.trans(J), g, VAR_BLOCK, DTYPE)
+    w, singular = gauss_solve_precise(tl.trans(J), g, N, VAR_BLOCK, DTYPE)
     store_grads(x, w, pid, __GRAD_ARGS__, __ARGS__)
     tl.store(flag_ptr + pid, singular.to(tl.int8))

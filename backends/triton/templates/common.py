@@ -148,15 +148,33 @@ def jacobian(x, __SIG__):
 def gauss_solve(A, b, VAR_BLOCK: tl.constexpr, DTYPE: tl.constexpr):
     """Solve A x = b by Gaussian elimination with partial pivoting; returns (x, singular):
     gauss_solve_columns with b as its one column."""
-    X, zero_pivot = gauss_solve_columns(A, b[:, None], VAR_BLOCK, 1, DTYPE)
+    X, zero_pivot, smallest, largest = gauss_solve_columns(A, b[:, None], VAR_BLOCK, 1, DTYPE)
     x = tl.sum(X, axis=1)
     return x, zero_pivot | (tl.min(is_finite(x).to(tl.int32), axis=0) == 0)
 
 
 @triton.jit
+def gauss_solve_precise(A, b, N, VAR_BLOCK: tl.constexpr, DTYPE: tl.constexpr):
+    """gauss_solve for the implicit function theorem's solves (optlang.solvers.linalg.solve's
+    `precise`): rows scaled to a largest entry of 1 (the same solution), and a system singular to
+    working precision flagged too, its smallest pivot at most N eps times the largest."""
+    rows = tl.max(tl.abs(A), axis=1)
+    scale = tl.where(rows > 0.0, 1.0 / tl.where(rows > 0.0, rows, 1.0), 1.0)
+    X, zero_pivot, smallest, largest = gauss_solve_columns(A * scale[:, None], (b * scale)[:, None], VAR_BLOCK, 1,
+                                                           DTYPE)
+    x = tl.sum(X, axis=1)
+    if DTYPE == tl.float64:
+        eps = tl.full((), 2.220446049250313e-16, DTYPE)
+    else:
+        eps = tl.full((), 1.1920928955078125e-07, DTYPE)
+    imprecise = (smallest <= N * eps * largest) | (is_finite(largest) == 0)
+    return x, zero_pivot | imprecise | (tl.min(is_finite(x).to(tl.int32), axis=0) == 0)
+
+
+@triton.jit
 def gauss_solve_columns(A, B, ROWS: tl.constexpr, COLS: tl.constexpr, DTYPE: tl.constexpr):
     """X with A X = B for the COLS columns of B at once, by Gaussian elimination with partial
-    pivoting; returns (X, whether a pivot was zero).
+    pivoting; returns (X, whether a pivot was zero, the smallest and the largest |pivot|).
 
     Rows and columns are picked with tl.where (no dynamic register indexing). The
     pivot is the first entry of largest magnitude, as LAPACK's getrf. Where a pivot
@@ -166,6 +184,8 @@ def gauss_solve_columns(A, B, ROWS: tl.constexpr, COLS: tl.constexpr, DTYPE: tl.
     """
     i = tl.arange(0, ROWS)
     zero_pivots = tl.zeros((ROWS,), tl.int32)
+    smallest = tl.full((), float("inf"), DTYPE)
+    largest = tl.zeros((), DTYPE)
     for k in range(0, ROWS):
         col = tl.sum(tl.where(i[None, :] == k, A, 0.0), axis=1)
         size = tl.where(i >= k, tl.abs(col), -1.0)
@@ -178,6 +198,8 @@ def gauss_solve_columns(A, B, ROWS: tl.constexpr, COLS: tl.constexpr, DTYPE: tl.
         B = tl.where(i[:, None] == k, b_p[None, :], tl.where(i[:, None] == p, b_k[None, :], B))
         pivot = tl.sum(tl.where(i == k, row_p, 0.0), axis=0)
         zero = pivot == 0.0
+        smallest = tl.minimum(smallest, tl.abs(pivot))
+        largest = tl.maximum(largest, tl.abs(pivot))
         col = tl.where(i == p, tl.sum(tl.where(i == k, col, 0.0), axis=0), col)
         factor = tl.where((i > k) & (zero == 0), col / tl.where(zero, 1.0, pivot), 0.0)
         A = A - factor[:, None] * row_p[None, :]
@@ -193,4 +215,4 @@ def gauss_solve_columns(A, B, ROWS: tl.constexpr, COLS: tl.constexpr, DTYPE: tl.
         skip = tl.sum(tl.where(i == k, zero_pivots, 0), axis=0) != 0
         x_k = tl.where(skip, 0.0, (b_k - done) / tl.where(skip, 1.0, diag))
         X = tl.where(i[:, None] == k, x_k[None, :], X)
-    return X, tl.max(zero_pivots, axis=0) != 0
+    return X, tl.max(zero_pivots, axis=0) != 0, smallest, largest

@@ -119,7 +119,7 @@ def schur(Kx, Jh, delta, __SIG__):
     """(Z, S): Z = Kx^-1 Jh' [X_BLOCK, E_BLOCK] and the Schur complement S = Jh Z + d I of [[Kx, Jh'],
     [Jh, -d I]] on the equality duals [E_BLOCK, E_BLOCK], identity on the padding."""
     re = tl.arange(0, E_BLOCK)
-    Z, zero_pivot = gauss_solve_columns(Kx, tl.trans(Jh), X_BLOCK, E_BLOCK, DTYPE)
+    Z, zero_pivot, smallest, largest = gauss_solve_columns(Kx, tl.trans(Jh), X_BLOCK, E_BLOCK, DTYPE)
     S = tl.sum(Jh[:, :, None] * Z[None, :, :], axis=1)
     return Z, S + tl.where(re[:, None] == re[None, :], tl.where(re < __NE__, delta, 1.0)[:, None], 0.0)
 
@@ -216,7 +216,7 @@ def backward_kkt_kernel(x_ptr, g_ptr, flag_ptr, weak_ptr, tol_ptr, __GRAD_SIG__,
     weak = (r < __NI__) & (large <= WEAK * tl.sqrt(tol)) & (small >= BALANCE * large)
     rows = place(weak.to(DTYPE), __NV__, __NI__, VAR_BLOCK, VAR_BLOCK) > 0.5  # row NV + i: complementarity of row i
     J = tl.where(rows[:, None], tl.where(r[:, None] == r[None, :], -1.0, 0.0), J)
-    w, singular = gauss_solve(tl.trans(J), g, VAR_BLOCK, DTYPE)
+    w, singular = gauss_solve_precise(tl.trans(J), g, N, VAR_BLOCK, DTYPE)
     store_grads(x, w, pid, __GRAD_ARGS__, __ARGS__)
     tl.store(flag_ptr + pid, singular.to(tl.int8))
     tl.store(weak_ptr + pid, tl.max(weak.to(tl.int32), axis=0).to(tl.int8))
