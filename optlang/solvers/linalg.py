@@ -130,17 +130,6 @@ def solve(A: torch.Tensor, b: torch.Tensor, precise: bool = False) -> tuple[torc
     return x, bad | ~finite
 
 
-def singular_to_working_precision(pivots: torch.Tensor) -> torch.Tensor:
-    """Per element, from the absolute pivots of a factorization (*batch, n): whether the matrix is
-    singular to working precision, the smallest pivot at most n eps times the largest. That is
-    LAPACK's rcond < eps warning, with the condition number estimated by the pivots: an exactly or
-    numerically rank-deficient matrix (a derivative that is not unique) factors without an error,
-    and its solution is then rounding amplified past 1 / eps, a number with no correct digits."""
-    n = pivots.shape[-1]
-    largest = pivots.amax(-1)
-    return (pivots.amin(-1) <= n * torch.finfo(pivots.dtype).eps * largest) | ~torch.isfinite(largest)
-
-
 class CholeskyFactor:
     """dF/dx already factored (a convex quadratic's constant Hessian, factored by the forward Newton
     solve): what the direct linear solves take in place of the dense Jacobian. L is (*batch, n, n)
