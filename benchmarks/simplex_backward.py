@@ -5,11 +5,12 @@ identity: a non-trivial Hessian), it times the backward pass alone (`torch.autog
 the solution, the forward solved once) with backward="direct" (the dense fixed-point Jacobian from
 one batched JVP call, then LU) and backward="cg" (conjugate gradients on the support with sum zero),
 and prints how far the two gradients are apart and which method warned (a singular or
-unconverged system: there the derivative is not unique, or not there at all, and the two may differ). Cases: the Crammer-Singer SVM dual of
-examples/svm.opt (one problem, m samples, d = 20, k = 5 classes: the state has m k entries, one
-simplex per sample) and a quadratic over the probability simplex (`SIMPLEX_QP` below: a long-only,
-fully invested mean-variance portfolio; a batch of B problems, n assets). This is what
-`select.backward_method` bases the "auto" rule for simplices on.
+unconverged system: there the derivative is not unique, or not there at all, and the two may
+differ). Cases: the Crammer-Singer SVM dual of examples/svm.opt (one problem, m samples, d = 20,
+k = 5 classes: the state has m k entries, one simplex per sample) and a quadratic over the
+probability simplex (`SIMPLEX_QP` below: a long-only, fully invested mean-variance portfolio; a
+batch of B problems, n assets). benchmarks/RESULTS.md (eighth session) reads it: why "auto" stays
+CG on the free set for simplices.
 
     python benchmarks/simplex_backward.py [--reps 5] [--threads 1]
 """
