@@ -27,7 +27,8 @@ class Context:
     """One flattened batch of problem instances as the shared solvers see it.
 
     `prob` is a BoundProblem with batch (B,) (or anything with its residual,
-    gradient, ... on the flat state; for the interior point, ipm._Instances, whose `kkt` has its functions); the upper-case flags are the solver's
+    gradient, ... on the flat state; for the interior point, ipm._Instances,
+    whose `kkt` has its functions); the upper-case flags are the solver's
     compile-time constants (module constexprs in a Triton module);
     `deadline` is checked once per outer iteration, and `timed_out` records that
     a solve stopped on it.
