@@ -105,3 +105,23 @@ def test_a_factor_singular_to_working_precision_takes_least_squares_and_warns(la
     H = X.T @ X + (0.0 if singular else lam) * torch.eye(5, dtype=torch.float64)
     want = X @ (torch.linalg.pinv(H) @ torch.ones(5, dtype=torch.float64))  # d sum(w) / dy = X H^+ 1
     torch.testing.assert_close(grad, want, rtol=1e-6, atol=1e-8)
+
+
+def test_an_expanded_factor_carries_its_check_and_solves_like_a_fresh_one():
+    """CholeskyFactor.expand (a vmapped tangent's batch dims in front) keeps the precision check it made
+    once; the expanded factor solves as a fresh factor of the expanded matrices, the imprecise element
+    (a factor with a pivot of 1e-24 against 1) included, by least squares."""
+    g = torch.Generator().manual_seed(2)
+    L = torch.tril(torch.randn(3, 4, 4, generator=g, dtype=torch.float64), -1) + torch.eye(4, dtype=torch.float64)
+    L[1, 3, 3] = 1e-12
+    factor = CholeskyFactor(L)
+    assert factor.imprecise.tolist() == [False, True, False]
+    wide = factor.expand((5, 3, 4, 4))
+    assert wide.imprecise.shape == (5, 3)
+    b = torch.randn(5, 3, 4, generator=g, dtype=torch.float64)
+    got, singular = wide.solve(b)
+    want, want_singular = CholeskyFactor(L.expand(5, 3, 4, 4)).solve(b)
+    assert singular.tolist() == want_singular.tolist() == [[False, True, False]] * 5
+    torch.testing.assert_close(got, want, rtol=1e-12, atol=1e-12)
+    A = L @ L.transpose(-1, -2)
+    torch.testing.assert_close(got[:, 0], torch.linalg.solve(A[0], b[:, 0].T).T)  # a fine element: the solve

@@ -5,6 +5,7 @@ import math
 
 import torch
 
+from optlang.backends.torch.support import matvec
 
 def finite_over(t: torch.Tensor, start: int) -> torch.Tensor:
     """Per index of t's first `start` dims: whether every entry past them is finite.
@@ -95,12 +96,11 @@ def solve(A: torch.Tensor, b: torch.Tensor, precise: bool = False) -> tuple[torc
         rows = 1.0 / A.abs().amax(-1).clamp(min=torch.finfo(A.dtype).tiny)
         LU, pivots, info = torch.linalg.lu_factor_ex(A * rows.unsqueeze(-1))
         x = torch.linalg.lu_solve(LU, pivots, (b * rows).unsqueeze(-1)).squeeze(-1)
-        finite = finite_over(A, A.dim() - 2) & finite_over(b, b.dim() - 1)
         bad = (info != 0) | _imprecise(torch.diagonal(LU, dim1=-2, dim2=-1).abs()) | ~finite_over(x, x.dim() - 1)
         if not bool(bad.any()):
             return x, bad
         x, flagged = solve(A, b)  # the general path takes the non-finite elements and those LU fails
-        near = bad & ~flagged & finite
+        near = bad & ~flagged & finite_over(A, A.dim() - 2) & finite_over(b, b.dim() - 1)
         if bool(near.any()):
             x = x.clone()
             x[near] = (torch.linalg.pinv(A[near]) @ b[near].unsqueeze(-1)).squeeze(-1)
@@ -136,18 +136,20 @@ class CholeskyFactor:
     and broadcasts against a right-hand side with more batch dims. dF/dx is symmetric, so the
     transposed system is the same one."""
 
-    def __init__(self, L: torch.Tensor):
+    def __init__(self, L: torch.Tensor, imprecise: torch.Tensor | None = None):
         self.L = L
-        # Singular to working precision (see `solve`'s `precise`): A_ii = |row i of L|^2 scales the pivots.
-        rows = L.square().sum(-1).clamp(min=torch.finfo(L.dtype).tiny)
-        self.imprecise = _imprecise(torch.diagonal(L, dim1=-2, dim2=-1).square() / rows)
+        if imprecise is None:  # singular to working precision (`solve`'s `precise`): A_ii = |row i of L|^2
+            rows = L.square().sum(-1).clamp(min=torch.finfo(L.dtype).tiny)
+            imprecise = _imprecise(torch.diagonal(L, dim1=-2, dim2=-1).square() / rows)
+        self.imprecise = imprecise
 
     @property
     def shape(self):
         return self.L.shape
 
     def expand(self, shape) -> "CholeskyFactor":
-        return CholeskyFactor(self.L.expand(shape))
+        """The same factor for more batch dims in front (a vmapped tangent's), checked once."""
+        return CholeskyFactor(self.L.expand(shape), self.imprecise.expand(shape[:-2]))
 
     def solve(self, b: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """(y, singular): dF/dx y = b. Where the factor says dF/dx is singular to working precision (a
@@ -192,7 +194,7 @@ class FreeSetSystem:
         return FreeSetSystem(self.H, self.D.expand(shape[:-1]), (self.L.expand(shape), self.bad.expand(shape[:-2])))
 
     def _times_H(self, v):
-        return torch.matmul(v.unsqueeze(-2), self.H.transpose(-1, -2)).squeeze(-2)
+        return matvec(self.H, v)
 
     def _solve_S(self, b):
         return cholesky_solve(b.unsqueeze(-1), self.L).squeeze(-1)

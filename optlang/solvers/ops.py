@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import torch
 
+from optlang.backends.torch.support import matvec, vecmat
 from optlang.solvers import linalg
 
 
@@ -223,23 +224,14 @@ def identity(A, ctx):
 
 
 def times(A, v):
-    """A v per instance; a shared A multiplies the batch as one matrix product (a broadcast A @ v
-    would copy A once per instance)."""
-    if A.dim() == 2:
-        return v @ A.transpose(-1, -2)
-    if A.dim() == 3 and v.dim() == 2 and A.shape[0] == v.shape[0]:
-        # The solvers' flat batch: bmm itself, without the six small ops matmul adds around it.
-        return torch.bmm(v.unsqueeze(1), A.transpose(1, 2)).squeeze(1)
-    return (v.unsqueeze(-2) @ A.transpose(-1, -2)).squeeze(-2)  # v as a row: as support.matvec
+    """A v per instance: support.matvec, the generated code's product (a shared A multiplies the batch
+    as one matrix product; a batch of A is bmm with v as a row)."""
+    return matvec(A, v)
 
 
 def transpose_times(A, v):
     """A' v per instance."""
-    if A.dim() == 2:
-        return v @ A
-    if A.dim() == 3 and v.dim() == 2 and A.shape[0] == v.shape[0]:
-        return torch.bmm(v.unsqueeze(1), A).squeeze(1)
-    return (v.unsqueeze(-2) @ A).squeeze(-2)
+    return vecmat(v, A)
 
 
 def row_amax_abs(A):

@@ -19,6 +19,16 @@ def is_finite(a):
 
 
 @triton.jit
+def eps_(DTYPE: tl.constexpr):
+    """torch.finfo(DTYPE).eps."""
+    if DTYPE == tl.float64:
+        eps = tl.full((), 2.220446049250313e-16, DTYPE)
+    else:
+        eps = tl.full((), 1.1920928955078125e-07, DTYPE)
+    return eps
+
+
+@triton.jit
 def sign_(a, DTYPE: tl.constexpr):
     """-1, 0 or 1 with a's sign, in DTYPE (torch.sign)."""
     return (a > 0).to(DTYPE) - (a < 0).to(DTYPE)
@@ -160,14 +170,10 @@ def gauss_solve_precise(A, b, N, VAR_BLOCK: tl.constexpr, DTYPE: tl.constexpr):
     working precision flagged too, its smallest pivot at most N eps times the largest."""
     rows = tl.max(tl.abs(A), axis=1)
     scale = tl.where(rows > 0.0, 1.0 / tl.where(rows > 0.0, rows, 1.0), 1.0)
-    X, zero_pivot, smallest, largest = gauss_solve_columns(A * scale[:, None], (b * scale)[:, None], VAR_BLOCK, 1,
-                                                           DTYPE)
+    A = A * scale[:, None]
+    X, zero_pivot, smallest, largest = gauss_solve_columns(A, (b * scale)[:, None], VAR_BLOCK, 1, DTYPE)
     x = tl.sum(X, axis=1)
-    if DTYPE == tl.float64:
-        eps = tl.full((), 2.220446049250313e-16, DTYPE)
-    else:
-        eps = tl.full((), 1.1920928955078125e-07, DTYPE)
-    imprecise = (smallest <= N * eps * largest) | (is_finite(largest) == 0)
+    imprecise = (smallest <= N * eps_(DTYPE) * largest) | (is_finite(largest) == 0)
     return x, zero_pivot | imprecise | (tl.min(is_finite(x).to(tl.int32), axis=0) == 0)
 
 

@@ -55,11 +55,7 @@ def at_least(a, floor):
 @triton.jit
 def machine_eps(__SIG__):
     """torch.finfo(DTYPE).eps."""
-    if DTYPE == tl.float64:
-        eps = tl.full((), 2.220446049250313e-16, DTYPE)
-    else:
-        eps = tl.full((), 1.1920928955078125e-07, DTYPE)
-    return eps
+    return eps_(DTYPE)
 
 
 @triton.jit
