@@ -392,6 +392,27 @@ def test_finite_over_is_isfinite_all_also_where_a_sum_would_overflow(seed, batch
     assert torch.equal(finite_over(t, start), want)
 
 
+@given(seed=seeds, sizes=st.lists(st.integers(0, 6), min_size=1, max_size=4),
+       dtype=st.sampled_from([torch.float64, torch.float32]),
+       planted=st.lists(st.tuples(st.integers(0, 3), st.sampled_from(["inf", "-inf", "nan", "huge", "-huge"])),
+                        max_size=4))
+def test_all_finite_of_several_tensors_is_each_isfinite_all(seed, sizes, dtype, planted):
+    """all_finite(*ts), one sum read back, is whether every entry of every tensor is finite: also
+    where each tensor's sum is finite and their total overflows (a huge entry in two of them)."""
+    from optlang.solvers.linalg import all_finite
+
+    g = torch.Generator().manual_seed(seed)
+    ts = [torch.randn(size, generator=g, dtype=torch.float64).to(dtype) for size in sizes]
+    big = torch.finfo(dtype).max
+    for which, kind in planted:
+        t = ts[which % len(ts)]
+        if t.numel():
+            t[int(torch.randint(t.numel(), (1,), generator=g))] = (
+                (-big if kind.startswith("-") else big) if kind.endswith("huge") else float(kind))
+    assert all_finite(*ts) == all(bool(torch.isfinite(t).all()) for t in ts)
+    assert all_finite() is True
+
+
 @given(seed=seeds, batch=st.sampled_from([(1,), (4,), (2, 3)]), n=st.integers(1, 8),
        planted=st.lists(st.sampled_from(["A-nan", "A-inf", "b-inf", "A-huge", "singular"]), max_size=3))
 def test_solve_is_lu_per_element_with_its_fallbacks_on_every_path(seed, batch, n, planted):

@@ -129,10 +129,13 @@ def broadcast_shapes(*shapes) -> tuple:
 
 def check_domains(plan, params: dict) -> None:
     """Check each parameter's declared domain (`> 0`, `in [lo, hi)`, `psd`, `symmetric`)."""
+    # Finiteness of all of them in one read; only where that fails, param by param (for the message).
+    floats = [params[p.name].detach() for p in plan.params if params[p.name].is_floating_point()]
+    finite = all_finite(*floats)
     for p in plan.params:
         t = params[p.name].detach()
         d = p.domain
-        if t.is_floating_point() and not all_finite(t):
+        if not finite and t.is_floating_point() and not all_finite(t):
             raise CallError(f"parameter '{p.name}': contains NaN or infinite values")
         if d.lo is not None:
             bad = t < d.lo if d.lo_closed else t <= d.lo

@@ -117,8 +117,8 @@ def finite_param_grads(prob, x: torch.Tensor, w: torch.Tensor) -> dict:
     """`param_grads`, with the elements where it is not finite (a state or adjoint that broke: a
     failed forward element) set to 0 and warned about, so they never reach a shared param's sum."""
     grads = param_grads(prob, x, w)
-    if prob.device.type == "cpu" and all(all_finite(value) for value in grads.values()):
-        return grads  # the common case, in one read per param
+    if prob.device.type == "cpu" and all_finite(*grads.values()):
+        return grads  # the common case, in one read
     batch_rank = len(prob.batch)
     broken = torch.zeros(prob.batch, dtype=torch.bool, device=prob.device)
     for value in grads.values():
