@@ -153,3 +153,94 @@ def test_a_singular_hessian_polishes_by_lu_and_reaches_the_solution(monkeypatch,
     # KKT of NNLS: x >= 0, grad >= 0, and grad = 0 where x > 0 (to the solve's tolerance).
     assert bool((x >= 0).all())
     assert float(grad.clamp(max=0).abs().max()) < 1e-6 and float((grad * x).abs().max()) < 1e-6
+
+
+HESSIAN_GRADIENT_EXAMPLES = ("nnls", "lasso", "box_ls", "elastic_net")
+
+
+def _example_params(name: str, batch: tuple, m: int, n: int, g) -> dict:
+    """Random params of an example's least squares (A or X: m x n), inside their domains."""
+    def r(*shape):
+        return torch.randn(batch + shape, dtype=torch.float64, generator=g)
+
+    if name in ("nnls", "box_ls"):
+        params = {"A": r(m, n), "b": r(m)}
+        if name == "box_ls":
+            lo = -r(n).abs()
+            params.update(lo=lo, hi=lo + r(n).abs() + 0.1)
+        return params
+    scale = torch.rand(batch, dtype=torch.float64, generator=g)
+    params = {"X": r(m, n), "y": r(m)}
+    return dict(params, lam=scale) if name == "lasso" else dict(params, lam1=scale, lam2=0.5 * scale)
+
+
+def test_the_hessian_gradient_is_used_where_the_hessian_is_no_larger_than_the_data():
+    """NNLS, the lasso, a box and the elastic net: H (n x n) against A (m x n). The SVM dual: H is
+    (m k)^2, a kron of X X', against X (m x d); sparsemax solves in one step and needs neither."""
+    from pathlib import Path
+
+    examples = Path(__file__).resolve().parent.parent / "examples"
+    for name in HESSIAN_GRADIENT_EXAMPLES:
+        assert pgd.flags(optlang.compile(examples / f"{name}.opt").plan)["HESSIAN_GRADIENT"], name
+    for name in ("svm", "sparsemax"):
+        assert not pgd.flags(optlang.compile(examples / f"{name}.opt").plan)["HESSIAN_GRADIENT"], name
+
+
+@given(seed=st.integers(0, 2**31 - 1), name=st.sampled_from(HESSIAN_GRADIENT_EXAMPLES),
+       batch=st.sampled_from([(1,), (3,), (2, 2)]), m=st.integers(1, 9), n=st.integers(1, 7))
+def test_the_hessian_gradient_residual_is_the_generated_residual_to_rounding(seed, name, batch, m, n):
+    """step_residual (x - prox(x - (H x + grad f(0)))) against the generated residual, at random points
+    of the sets and off them: equal up to rounding of the gradient's size (eps |A|^2 |x| and eps |A'b|)."""
+    from pathlib import Path
+
+    from optlang.runtime.bound import BoundProblem
+    from optlang.runtime.executor import TorchExecutor
+    from optlang.solvers.result import NO_DEADLINE
+
+    layer = optlang.compile(Path(__file__).resolve().parent.parent / "examples" / f"{name}.opt")
+    g = torch.Generator().manual_seed(seed)
+    params = _example_params(name, batch, m, n, g)
+    dims = {"m": m, "n": n} if "A" in params else {"n": m, "d": n}
+    bound = BoundProblem(TorchExecutor().module_for(layer.plan), layer.plan, params, dims, batch, torch.float64,
+                         torch.device("cpu")).flat_batch()
+    ctx = ops.Context(bound, NO_DEADLINE, SHARED_HESSIAN=False, **pgd.flags(layer.plan))
+    size = bound.batch[0]
+    x = 3.0 * torch.randn(size, n, dtype=torch.float64, generator=g)
+    H = ops.hessian(x, ctx)
+    g0 = ops.gradient_flat(0.0 * x, ctx)
+    quadratic = torch.ones(size, 1, dtype=torch.bool)
+    generated = pgd.residual_flat
+    for point in (x, ops.prox_flat(x, torch.zeros(size, 1, dtype=torch.float64), ctx)):
+        pgd.residual_flat = None  # the H path must not call it (a TypeError if it does)
+        try:
+            got = pgd.step_residual(point, H, g0, quadratic, ctx)
+        finally:
+            pgd.residual_flat = generated
+        want = ops.residual_flat(point, ctx)
+        data = max(float(v.abs().max()) for v in params.values())
+        size_of_terms = data * data * (1.0 + float(point.abs().max())) * m * n
+        torch.testing.assert_close(got, want, rtol=0, atol=64 * torch.finfo(torch.float64).eps * size_of_terms)
+
+
+def test_the_hessian_gradient_path_and_the_generated_gradient_reach_the_same_solution(monkeypatch):
+    """NNLS and the lasso solved with grad f = H x + grad f(0) and with the generated gradient: the same
+    solutions to the tolerance, and the gradients through them."""
+    g = torch.Generator().manual_seed(3)
+    flags = pgd.flags
+    for name in ("nnls", "lasso"):
+        from pathlib import Path
+
+        layer = optlang.compile(Path(__file__).resolve().parent.parent / "examples" / f"{name}.opt")
+        params = _example_params(name, (8,), 12, 6, g)
+        leaves = {k: v.clone().requires_grad_() for k, v in params.items()}
+        runs = []
+        for on in (True, False):
+            monkeypatch.setattr(pgd, "flags", lambda plan, on=on: dict(flags(plan), HESSIAN_GRADIENT=on))
+            sol = layer.solve(**leaves)
+            x = sol[layer.plan.vars[0].name]
+            grads = torch.autograd.grad(x.sum(), tuple(leaves.values()))
+            assert bool(sol.stats.converged.all())
+            runs.append((x.detach(), grads))
+        torch.testing.assert_close(runs[0][0], runs[1][0], rtol=1e-9, atol=1e-11)
+        for a, b in zip(runs[0][1], runs[1][1]):
+            torch.testing.assert_close(a, b, rtol=1e-8, atol=1e-10)

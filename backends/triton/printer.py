@@ -505,6 +505,7 @@ FLAG_NOTES = {"MINIMIZE": "Newton's merit: the objective, else |F|^2 / 2",
               "PROX": "a prox's fixed point: the backward's CG runs on the free set",
               "DIAGONAL": "an elementwise prox: its Jacobian is the 0/1 free mask",
               "IDENTITY_HESSIAN": "f's Hessian is the identity: one prox step at step 1 solves",
+              "HESSIAN_GRADIENT": "grad f(x) = H x + grad f(0): H is no larger than the data",
               "NONLINEAR": "some constraint is not affine: steps are halved, certificates widened",
               "CONSTANT_HESSIAN": "affine constraints and a quadratic f: the Lagrangian's Hessian is built once"}
 
