@@ -244,3 +244,28 @@ def test_the_hessian_gradient_path_and_the_generated_gradient_reach_the_same_sol
         torch.testing.assert_close(runs[0][0], runs[1][0], rtol=1e-9, atol=1e-11)
         for a, b in zip(runs[0][1], runs[1][1]):
             torch.testing.assert_close(a, b, rtol=1e-8, atol=1e-10)
+
+
+def test_the_polish_drops_the_instances_that_have_stopped_and_keeps_their_results(monkeypatch):
+    """The polish runs on its own batch (ops.nested) and compacts it: its later rounds factor the
+    instances still polishing only, and every instance ends where it ends without compaction (the
+    same iterates), the caller's batch and order intact."""
+    layer = optlang.compile_string(NNLS)
+    g = torch.Generator().manual_seed(4)
+    A, b = torch.randn(32, 14, 8, dtype=torch.float64, generator=g), torch.randn(32, 14, dtype=torch.float64, generator=g)
+    sizes = []
+    real = pgd.free_set_step
+
+    def step(H, D, F, ctx):
+        sizes.append(D.shape[0])
+        return real(H, D, F, ctx)
+
+    monkeypatch.setattr(pgd, "free_set_step", step)
+    compacted = layer.solve(A=A, b=b, backend="torch")
+    assert compacted.stats.all_converged and sizes[0] == 32 and min(sizes) < 16  # stragglers polished alone
+    monkeypatch.setattr(ops, "COMPACT", 0.0)  # never compact (while one instance is going)
+    sizes.clear()
+    whole = layer.solve(A=A, b=b, backend="torch")
+    assert set(sizes) == {32}
+    torch.testing.assert_close(compacted.x, whole.x, rtol=0, atol=1e-14)
+    assert torch.equal(compacted.stats.iterations, whole.stats.iterations)

@@ -24,11 +24,12 @@ from importlib import resources
 # The solvers written once, by the template holding the kernel around each: template name -> module of
 # optlang/solvers.
 SHARED = {"newton": "newton", "fista": "pgd", "anderson": "anderson", "backward_cg": "adjoint_cg", "ipm": "ipm"}
-# Calls that only reorganize a PyTorch batch (ops.compact drops the instances that have stopped) or
-# keep something for its backward (ops.keep_factor, ops.keep_hessian): one Triton program holds one
+# Calls that only reorganize a PyTorch batch (ops.compact drops the instances that have stopped, ops.nested
+# gives a loop inside a solve a batch of its own to drop them from) or keep something for its backward
+# (ops.keep_factor, ops.keep_hessian): one Triton program holds one
 # instance and its backward is a kernel of its own, so their statements are left out, and
 # `finish(results, ctx)` is its results.
-BATCH_ONLY = ("compact", "keep_factor", "keep_hessian")
+BATCH_ONLY = ("compact", "compact_with_hessian", "nested", "keep_factor", "keep_hessian")
 
 
 def source(name: str) -> str:

@@ -96,6 +96,25 @@ def compact(going, results, carried, ctx):
     return tuple(v[keep] for v in tuple(results) + tuple(carried))
 
 
+def compact_with_hessian(going, results, carried, H, ctx):
+    """compact, with a quadratic's Hessian H carried last: compacted too, unless it is the batch's one
+    shared (n, n) Hessian (SHARED_HESSIAN), which every instance keeps reading."""
+    if getattr(ctx, "SHARED_HESSIAN", False):
+        return compact(going, results, carried, ctx) + (H,)
+    return compact(going, results, tuple(carried) + (H,), ctx)
+
+
+def nested(ctx):
+    """A Context of its own for a loop inside a solve (the polish inside FISTA): the same instances and
+    flags, whose compaction drops instances from that loop only; `finish` there gives back every
+    instance the loop began with, in order, and the caller's batch is untouched."""
+    inner = Context(ctx.prob, ctx.deadline)
+    for name, value in vars(ctx).items():
+        if name.isupper():
+            setattr(inner, name, value)
+    return inner
+
+
 def keep_factor(chol, factored, ctx):
     """Keep a constant matrix's factor for the implicit solves (which solve with the same matrix), where
     every instance factored; returns chol. Called before the loop, so the batch is still the full one."""
