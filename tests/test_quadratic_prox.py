@@ -269,3 +269,36 @@ def test_the_polish_drops_the_instances_that_have_stopped_and_keeps_their_result
     assert set(sizes) == {32}
     torch.testing.assert_close(compacted.x, whole.x, rtol=0, atol=1e-14)
     assert torch.equal(compacted.stats.iterations, whole.stats.iterations)
+
+
+SETS = {  # more prox classes with HESSIAN_GRADIENT: a simplex with a psd Q, a ball, two vars in boxes
+    "simplex": ("problem p\ndim n\nparam Q[n, n] psd, c[n]\nvar x[n]\nminimize 0.5 * dot(x, Q @ x) + dot(c, x)\n"
+                "subject to\n  x >= 0\n  sum(x) == 1\n", {"n": 4}),
+    "ball": ("problem p\ndim m, n\nparam A[m, n], b[m], r > 0\nvar x[n]\nminimize 0.5 * sumsq(A @ x - b)\n"
+             "subject to\n  norm2(x) <= r\n", {"m": 7, "n": 4}),
+    "two vars": ("problem p\ndim m, n\nparam A[m, n], B[m, n], b[m]\nvar x[n], y[n]\n"
+                 "minimize 0.5 * sumsq(A @ x + B @ y - b)\nsubject to\n  x >= 0\n  y >= 0\n", {"m": 9, "n": 4}),
+}
+
+
+@pytest.mark.parametrize("name", sorted(SETS))
+def test_the_hessian_gradient_residual_agrees_on_a_simplex_a_ball_and_two_vars(name):
+    from optlang.runtime.bound import BoundProblem
+    from optlang.runtime.executor import TorchExecutor
+
+    text, dims = SETS[name]
+    layer = optlang.compile_string(text)
+    assert pgd.flags(layer.plan)["HESSIAN_GRADIENT"]
+    g = torch.Generator().manual_seed(0)
+    params = {}
+    for p in layer.plan.params:
+        t = torch.randn((5,) + tuple(dims.get(d, d) for d in p.shape), dtype=torch.float64, generator=g)
+        params[p.name] = t @ t.mT if p.name == "Q" else (t.abs() + 0.1 if p.name == "r" else t)
+    bound = BoundProblem(TorchExecutor().module_for(layer.plan), layer.plan, params, dims, (5,), torch.float64,
+                         torch.device("cpu")).flat_batch()
+    ctx = ops.Context(bound, None, SHARED_HESSIAN=False, **pgd.flags(layer.plan))
+    x = 2.0 * torch.randn(5, bound.n, dtype=torch.float64, generator=g)
+    H, g0 = ops.hessian(x, ctx), ops.gradient_flat(0.0 * x, ctx)
+    got = pgd.step_residual(x, H, g0, torch.ones(5, 1, dtype=torch.bool), ctx)
+    torch.testing.assert_close(got, ops.residual_flat(x, ctx), rtol=0, atol=1e-12)
+    assert bool(layer.solve(**params).stats.converged.all())
