@@ -69,6 +69,12 @@ class DenseProblem:
             H = H + torch.diag_embed(lam[:, k:] * torch.exp(x))
         return H
 
+    def take(self, index):
+        """The instances `index` (the solver's compaction drops the ones that have stopped)."""
+        pick = lambda t: None if t is None else t[index]  # noqa: E731
+        return DenseProblem(self.Q[index], self.c[index], self.G[index], self.h[index], self.A[index],
+                            self.b[index], pick(self.radius), pick(self.exp_bound))
+
 
 def _mv(A, v):
     return (A @ v.unsqueeze(-1)).squeeze(-1)
@@ -339,3 +345,42 @@ def test_lps_with_equality_rows_take_few_iterations():
         assert bool(out.converged.all())
         counts += out.iterations.tolist()
     assert max(counts) <= 14 and np.mean(counts) <= 7.5, counts
+
+
+def test_the_interior_point_drops_the_instances_that_have_stopped_and_keeps_their_results(monkeypatch):
+    """Once at most half the batch is still going, the steps run on the instances still going
+    (ops.compact): the same iterates as without compaction, results in the batch's order
+    (KKTView.take keeps what was built once for them: the constant Jacobians and Hessian)."""
+    from pathlib import Path
+
+    import optlang
+    from optlang.solvers import ipm as ipm_module
+    from optlang.solvers import ops
+
+    sizes = []
+    real = ipm_module.ipm_step
+
+    def step(x, *args):
+        sizes.append(x.shape[0])
+        return real(x, *args)
+
+    monkeypatch.setattr(ipm_module, "ipm_step", step)
+    layer = optlang.compile(Path(__file__).resolve().parent.parent / "examples" / "qp.opt")
+    g = torch.Generator().manual_seed(5)
+    B, n, m, p = 24, 6, 9, 2
+    M = torch.randn(B, n, n, dtype=torch.float64, generator=g)
+    scale = torch.logspace(-3, 3, B, dtype=torch.float64)[:, None, None]  # conditioning spreads the counts
+    params = {"Q": scale * (M @ M.mT) + 1e-3 * torch.eye(n, dtype=torch.float64),
+              "c": torch.randn(B, n, dtype=torch.float64, generator=g),
+              "G": torch.randn(B, m, n, dtype=torch.float64, generator=g),
+              "h": torch.rand(B, m, dtype=torch.float64, generator=g),
+              "A": torch.randn(B, p, n, dtype=torch.float64, generator=g), "b": torch.zeros(B, p, dtype=torch.float64)}
+    compacted = layer.solve(**params, backend="torch")
+    assert compacted.stats.all_converged and sizes[0] == B and min(sizes) <= B // 2
+    assert len(set(compacted.stats.iterations.tolist())) > 1
+    monkeypatch.setattr(ops, "COMPACT", 0.0)
+    sizes.clear()
+    whole = layer.solve(**params, backend="torch")
+    assert set(sizes) == {B}
+    torch.testing.assert_close(compacted.z, whole.z, rtol=0, atol=1e-12)
+    assert torch.equal(compacted.stats.iterations, whole.stats.iterations)

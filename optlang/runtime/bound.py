@@ -162,7 +162,8 @@ class BoundProblem:
             t, rank = self.params[p.name], len(p.shape)
             if t.dim() > rank:
                 decl = tuple(t.shape[t.dim() - rank:])
-                t = t.expand(self.batch + decl).reshape((-1,) + decl)[index]
+                # (the size, not -1: a param with no entries, A of a QP without equalities, has no -1)
+                t = t.expand(self.batch + decl).reshape((math.prod(self.batch),) + decl)[index]
             params[p.name] = t
         return BoundProblem(self.module, self.plan, params, self.dims, (len(index),), self.dtype, self.device)
 

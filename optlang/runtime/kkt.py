@@ -43,6 +43,12 @@ class KKTView:
         self._constant = {}
         self.constant_hessian = bound.plan.affine_constraints and bound.plan.quadratic
 
+    def take(self, index: torch.Tensor) -> "KKTView":
+        """The instances `index` of the flat batch (ops.compact), with what was built once for them."""
+        view = KKTView(self.bound.flat_batch().take(index))
+        view._constant = {key: value[index] for key, value in self._constant.items()}
+        return view
+
     def _once(self, key: str, build, constant: bool):
         if not constant:
             return build()

@@ -43,7 +43,8 @@ from dataclasses import dataclass
 import torch
 
 from optlang.solvers.ops import (Context, abs_, all_finite_matrix, amax_abs, any_, at_least, at_most,
-                                 constraint_jacobians, eliminate, evaluate, finite_point, full, ineq_count,
+                                 compact_with_hessian, constraint_jacobians, eliminate, evaluate, finish,
+                                 finite_point, full, ineq_count,
                                  ineq_only, keep_going, kernel, lagrangian_hessian, least, machine_eps, maximum,
                                  minimum, reduced_solve, regularization, row_amax_abs, sqrt_, system_times, times,
                                  tiny, total, transpose_times, where, where_matrix, zero_count)
@@ -85,6 +86,10 @@ class _Instances:
         self.batch = (kkt.batch_size,)
         self.dtype, self.device = kkt.dtype, kkt.device
 
+    def take(self, index: torch.Tensor) -> "_Instances":
+        """The instances `index` (ops.compact)."""
+        return _Instances(self.kkt.take(index))
+
 
 def ipm(prob, tol: float, max_iter: int, start=None, deadline=NO_DEADLINE) -> KKTResult:
     """Solve the batch of problems `prob` to relative KKT residual `tol`, on the PyTorch backend.
@@ -113,7 +118,9 @@ def ipm(prob, tol: float, max_iter: int, start=None, deadline=NO_DEADLINE) -> KK
 @kernel
 def ipm_solve(x, lam, nu, margin, tol, max_iter, ctx):
     """Predictor-corrector steps from (x, lam, nu), the slacks s = max(-g(x), margin) and lam floored at
-    margin (a cold start: x = 0, lam = 1, nu = 0, margin 1); (x, lam, nu, status, iterations, residual)."""
+    margin (a cold start: x = 0, lam = 1, nu = 0, margin 1); (x, lam, nu, status, iterations, residual).
+    On PyTorch the instances that have stopped leave the batch once at most half of it is going
+    (ops.compact, after H is built, so that H is at hand whether it is constant or not)."""
     Jg, Jh = constraint_jacobians(x, ctx)
     f, grad, g, Jg, h, Jh = evaluate(x, Jg, Jh, ctx)
     # Slacks make the start feasible in g + s = 0 where g(x) is far inside, else margin.
@@ -131,6 +138,8 @@ def ipm_solve(x, lam, nu, margin, tol, max_iter, ctx):
     while keep_going(going, ctx):
         if ctx.CONSTANT_HESSIAN == 0:
             H = lagrangian_hessian(x, lam, nu, ctx)
+        x, lam, nu, status, iterations, res, s, grad, g, Jg, h, Jh, tol, scale, going, H = compact_with_hessian(
+            going, (x, lam, nu, status, iterations, res), (s, grad, g, Jg, h, Jh, tol, scale, going), H, ctx)
         x1, s1, lam1, nu1, f1, grad1, g1, Jg1, h1, Jh1 = ipm_step(x, s, lam, nu, grad, g, Jg, h, Jh, H, tol, going, ctx)
         finite = finite_point(x1, s1, lam1, nu1, f1, grad1, g1, Jg1, h1, Jh1, ctx)
         keep = going & finite
@@ -150,7 +159,7 @@ def ipm_solve(x, lam, nu, margin, tol, max_iter, ctx):
         status = where(keep & (status == MAX_ITER) & infeasible, INFEASIBLE, status)
         status = where(keep & (status == MAX_ITER) & unbounded, UNBOUNDED, status)
         going = (status == MAX_ITER) & (iterations < max_iter)
-    return x, lam, nu, status, iterations, res
+    return finish((x, lam, nu, status, iterations, res), ctx)
 
 
 @kernel
