@@ -384,3 +384,23 @@ def test_the_interior_point_drops_the_instances_that_have_stopped_and_keeps_thei
     assert set(sizes) == {B}
     torch.testing.assert_close(compacted.z, whole.z, rtol=0, atol=1e-12)
     assert torch.equal(compacted.stats.iterations, whole.stats.iterations)
+
+
+def test_compaction_keeps_what_was_built_once_for_a_nonlinear_problem(monkeypatch):
+    """With a nonlinear inequality the Jacobians are rebuilt each step, the equality's from KKTView's
+    cache: after compaction that cache must hold the instances left (KKTView.take), or the shapes clash."""
+    import optlang
+    from optlang.solvers import ops
+
+    layer = optlang.compile_string("problem p\ndim n\nparam a[n], r > 0\nvar x[n]\nminimize sumsq(x - a)\n"
+                                   "subject to\n  sumsq(x) <= r\n  sum(x) == 1\n")
+    assert not layer.plan.affine_constraints
+    g = torch.Generator().manual_seed(0)
+    a = 3.0 * torch.randn(16, 4, dtype=torch.float64, generator=g)
+    r = torch.logspace(-0.5, 2.0, 16, dtype=torch.float64)
+    compacted = layer.solve(a=a, r=r, backend="torch")
+    assert compacted.stats.all_converged and len(set(compacted.stats.iterations.tolist())) > 1
+    monkeypatch.setattr(ops, "COMPACT", 0.0)
+    whole = layer.solve(a=a, r=r, backend="torch")
+    torch.testing.assert_close(compacted.x, whole.x, rtol=0, atol=1e-12)
+    assert torch.equal(compacted.stats.iterations, whole.stats.iterations)

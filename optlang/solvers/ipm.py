@@ -42,9 +42,8 @@ from dataclasses import dataclass
 
 import torch
 
-from optlang.solvers.ops import (Context, abs_, all_finite_matrix, amax_abs, any_, at_least, at_most,
-                                 compact_with_hessian, constraint_jacobians, eliminate, evaluate, finish,
-                                 finite_point, full, ineq_count,
+from optlang.solvers.ops import (Context, abs_, all_finite_matrix, amax_abs, any_, at_least, at_most, compact,
+                                 constraint_jacobians, eliminate, evaluate, finish, finite_point, full, ineq_count,
                                  ineq_only, keep_going, kernel, lagrangian_hessian, least, machine_eps, maximum,
                                  minimum, reduced_solve, regularization, row_amax_abs, sqrt_, system_times, times,
                                  tiny, total, transpose_times, where, where_matrix, zero_count)
@@ -138,8 +137,8 @@ def ipm_solve(x, lam, nu, margin, tol, max_iter, ctx):
     while keep_going(going, ctx):
         if ctx.CONSTANT_HESSIAN == 0:
             H = lagrangian_hessian(x, lam, nu, ctx)
-        x, lam, nu, status, iterations, res, s, grad, g, Jg, h, Jh, tol, scale, going, H = compact_with_hessian(
-            going, (x, lam, nu, status, iterations, res), (s, grad, g, Jg, h, Jh, tol, scale, going), H, ctx)
+        x, lam, nu, status, iterations, res, s, grad, g, Jg, h, Jh, tol, scale, going, H = compact(
+            going, (x, lam, nu, status, iterations, res), (s, grad, g, Jg, h, Jh, tol, scale, going, H), ctx)
         x1, s1, lam1, nu1, f1, grad1, g1, Jg1, h1, Jh1 = ipm_step(x, s, lam, nu, grad, g, Jg, h, Jh, H, tol, going, ctx)
         finite = finite_point(x1, s1, lam1, nu1, f1, grad1, g1, Jg1, h1, Jh1, ctx)
         keep = going & finite

@@ -7,6 +7,7 @@ import torch
 
 from optlang.backends.torch.support import matvec
 
+
 def finite_over(t: torch.Tensor, start: int) -> torch.Tensor:
     """Per index of t's first `start` dims: whether every entry past them is finite.
 

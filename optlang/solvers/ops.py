@@ -97,9 +97,9 @@ def compact(going, results, carried, ctx):
 
 
 def compact_with_hessian(going, results, carried, H, ctx):
-    """compact, with a quadratic's Hessian H carried last: compacted too, unless it is the batch's one
-    shared (n, n) Hessian (SHARED_HESSIAN), which every instance keeps reading."""
-    if getattr(ctx, "SHARED_HESSIAN", False):
+    """compact for FISTA's polish, with its Hessian H carried last: compacted too, unless it is the
+    batch's one shared (n, n) Hessian (SHARED_HESSIAN), which every instance keeps reading."""
+    if ctx.SHARED_HESSIAN:
         return compact(going, results, carried, ctx) + (H,)
     return compact(going, results, tuple(carried) + (H,), ctx)
 
